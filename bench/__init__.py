@@ -1,0 +1,1 @@
+"""Benchmarks against a running server: ``python -m bench NAME ... --url URL``."""

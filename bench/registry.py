@@ -1,0 +1,29 @@
+"""Named benchmarks; a module registers its own with :func:`benchmark`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from .stats import Summary
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    url: str
+    requests: int
+    concurrency: int
+
+
+Benchmark = Callable[[aiohttp.ClientSession, Options], Awaitable[list[Summary]]]
+BENCHMARKS: dict[str, Benchmark] = {}
+
+
+def benchmark(name: str) -> Callable[[Benchmark], Benchmark]:
+    def register(function: Benchmark) -> Benchmark:
+        BENCHMARKS[name] = function
+        return function
+
+    return register

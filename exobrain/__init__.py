@@ -1,0 +1,1 @@
+"""Exobrain assistant backend: realtime chat, daily journal and knowledge-update jobs."""

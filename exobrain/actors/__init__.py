@@ -1,0 +1,1 @@
+"""pykka actors that own the service's state: sessions, journal writes, knowledge dispatch."""

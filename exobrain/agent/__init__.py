@@ -1,0 +1,1 @@
+"""The chat agent: model streaming loop, tools, and the mock model."""

@@ -1,0 +1,147 @@
+"""The ``exobrain`` command: ``serve``, ``dev``, ``migrate`` and ``seed``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import asyncpg
+import uvloop
+from aiohttp import web
+
+from .config import ConfigurationError, Settings, configure_logging, load_settings
+from .embedded import EmbeddedServerError, embedded_stack
+from .store import migrate
+from .store.seed import SEED_PASSWORD, SEED_USERS, seed
+
+log = logging.getLogger("exobrain")
+
+T = TypeVar("T")
+
+_INFRASTRUCTURE = ("assistant_db_dsn", "assistant_cache_redis_url", "exobrain_nats_url")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="exobrain", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        commands.add_parser(name, help=help_text, description=help_text)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        for problem in exc.problems:
+            print(f"configuration error: {problem}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    command, _ = COMMANDS[args.command]
+    try:
+        return command(settings)
+    except (EmbeddedServerError, OSError, RuntimeError, asyncpg.PostgresError) as exc:
+        log.error("%s failed: %s", args.command, exc)
+        return 1
+
+
+def serve(settings: Settings) -> int:
+    missing = [name.upper() for name in _INFRASTRUCTURE if getattr(settings, name) is None]
+    if missing:
+        for name in missing:
+            print(
+                f"configuration error: {name}: required by `exobrain serve` "
+                "(`exobrain dev` starts embedded servers instead)",
+                file=sys.stderr,
+            )
+        return 2
+    _run(_serve_http(settings, banner=""))
+    return 0
+
+
+def dev(settings: Settings) -> int:
+    if "main_agent_use_mock" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"main_agent_use_mock": True})
+    with embedded_stack(settings) as settings:
+        _run(_prepare_database(str(settings.assistant_db_dsn)))
+        emails = " or ".join(email for email, _ in SEED_USERS)
+        banner = (
+            f"log in as {emails} with password {SEED_PASSWORD}; "
+            f"state in {settings.exobrain_state_dir}"
+        )
+        _run(_serve_http(settings, banner=banner))
+    return 0
+
+
+def migrate_command(settings: Settings) -> int:
+    dsn = _required_dsn(settings)
+    applied = _run(migrate(dsn))
+    print(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
+    return 0
+
+
+def seed_command(settings: Settings) -> int:
+    _run(_prepare_database(_required_dsn(settings)))
+    print("seed data is in place")
+    return 0
+
+
+def _required_dsn(settings: Settings) -> str:
+    if settings.assistant_db_dsn is None:
+        raise RuntimeError("ASSISTANT_DB_DSN is not set")
+    return str(settings.assistant_db_dsn)
+
+
+async def _prepare_database(dsn: str) -> None:
+    await migrate(dsn)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await seed(connection)
+    finally:
+        await connection.close()
+
+
+async def _serve_http(settings: Settings, *, banner: str) -> None:
+    """Serve until SIGINT or SIGTERM, then shut the app down in order."""
+    from .http import create_app  # noqa: PLC0415 - keeps `migrate` and `seed` light
+
+    runner = web.AppRunner(
+        create_app(settings),
+        handle_signals=False,
+        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        for address in runner.addresses:
+            host, port = address[:2]
+            print(f"exobrain is serving at http://{host}:{port}", flush=True)
+        if banner:
+            print(banner, flush=True)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
+COMMANDS: dict[str, tuple[Callable[[Settings], int], str]] = {
+    "serve": (serve, "serve the API against the configured PostgreSQL, Redis and NATS"),
+    "dev": (
+        dev,
+        "serve with embedded servers for whatever is not configured, mock agent, seed data",
+    ),
+    "migrate": (migrate_command, "apply pending database migrations"),
+    "seed": (seed_command, "load idempotent development data (applies migrations first)"),
+}

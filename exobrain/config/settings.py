@@ -1,0 +1,190 @@
+"""Typed settings read from the environment and an optional ``.env`` file.
+
+Variable names are the reference service's (DESIGN.md §7) so existing deployments
+keep their configuration. Everything is validated once at start-up: a bad value
+stops the process with one line per variable (see :func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    AnyUrl,
+    Field,
+    SecretStr,
+    UrlConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Development-only signing secret; refused whenever ``APP_ENV`` is not ``local``.
+DEFAULT_JWT_SECRET = "local-development-only-jwt-secret-change-me"  # noqa: S105
+
+PostgresUrl = Annotated[
+    AnyUrl, UrlConstraints(allowed_schemes=["postgres", "postgresql"], host_required=False)
+]
+RedisUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["redis", "rediss", "unix"])]
+NatsUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["nats", "tls"], host_required=True)]
+HttpUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["http", "https"], host_required=True)]
+BoltUrl = Annotated[
+    AnyUrl,
+    UrlConstraints(
+        allowed_schemes=["bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"],
+        host_required=True,
+    ),
+]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+_GRPC_TARGET = re.compile(r"^(dns:///|ipv4:|ipv6:|unix:)?[\w.\-\[\]:/]+:\d{1,5}$")
+_SENSITIVE = ("DSN", "URL", "SECRET", "KEY", "TOKEN", "PASSWORD")
+_COOKIE_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
+
+
+class Settings(BaseSettings):
+    """The service's whole configuration; one instance per process."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+    )
+
+    # Runtime
+    app_env: str = Field(default="local", pattern=r"^[a-z][a-z0-9_-]*$")
+    log_level: LogLevel | None = None
+    access_log: bool = True
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    exobrain_state_dir: Path = Path(".exobrain")
+
+    # Infrastructure (unset under `exobrain dev` means: start an embedded server)
+    assistant_db_dsn: PostgresUrl | None = None
+    assistant_db_pool_min_size: int = Field(default=1, ge=0, le=100)
+    assistant_db_pool_max_size: int = Field(default=10, ge=1, le=200)
+    reshape_schema_query: str | None = None
+    assistant_cache_redis_url: RedisUrl | None = None
+    redis_key_prefix: str = Field(default="exobrain:", min_length=1, max_length=64)
+    exobrain_nats_url: NatsUrl | None = None
+    exobrain_qdrant_url: HttpUrl | None = None
+    exobrain_memgraph_url: BoltUrl | None = None
+    startup_dependency_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    readiness_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+
+    # Job orchestrator and knowledge updates
+    job_orchestrator_grpc_target: str = "localhost:50061"
+    job_orchestrator_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    knowledge_update_max_tokens: int = Field(default=8000, ge=16, le=1_000_000)
+    knowledge_update_use_orchestrator_enqueue: bool = True
+
+    # Agent and tools
+    main_agent_use_mock: bool = False
+    main_agent_mock_messages_file: Path | None = None
+    model_provider_base_url: HttpUrl = AnyUrl("http://localhost:8010/v1")
+    main_agent_model: str = Field(default="agent", min_length=1)
+    main_agent_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    main_agent_system_prompt: str | None = None
+    tavily_api_key: SecretStr | None = None
+    web_tools_use_mock: bool = False
+    web_tools_mock_data_file: Path | None = None
+
+    # Auth
+    auth_jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
+    auth_jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    auth_access_token_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
+    auth_refresh_token_ttl_seconds: int = Field(default=604_800, ge=1, le=31_536_000)
+    auth_cookie_name: str = "exobrain_session"
+
+    @property
+    def is_local(self) -> bool:
+        return self.app_env == "local"
+
+    @property
+    def effective_log_level(self) -> LogLevel:
+        if self.log_level is not None:
+            return self.log_level
+        return "DEBUG" if self.is_local else "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("job_orchestrator_grpc_target")
+    @classmethod
+    def _grpc_target(cls, value: str) -> str:
+        if not _GRPC_TARGET.match(value):
+            raise ValueError(
+                "expected host:port (optionally with a dns:///, ipv4: or unix: scheme)"
+            )
+        return value
+
+    @field_validator("auth_cookie_name")
+    @classmethod
+    def _cookie_name(cls, value: str) -> str:
+        if not _COOKIE_NAME.match(value):
+            raise ValueError("not a valid cookie name")
+        return value
+
+    @field_validator("main_agent_mock_messages_file", "web_tools_mock_data_file")
+    @classmethod
+    def _existing_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {value} does not exist")
+        return value
+
+    @model_validator(mode="after")
+    def _production_safety(self) -> Self:
+        if self.assistant_db_pool_min_size > self.assistant_db_pool_max_size:
+            raise ValueError(
+                "ASSISTANT_DB_POOL_MIN_SIZE: must not exceed ASSISTANT_DB_POOL_MAX_SIZE"
+            )
+        if self.is_local:
+            return self
+        secret = self.auth_jwt_secret.get_secret_value()
+        if secret == DEFAULT_JWT_SECRET:
+            raise ValueError(
+                f"AUTH_JWT_SECRET: the development default is refused when APP_ENV={self.app_env}"
+            )
+        if len(secret.encode()) < 32:
+            raise ValueError(
+                "AUTH_JWT_SECRET: must be at least 32 bytes for HMAC signing outside APP_ENV=local"
+            )
+        return self
+
+
+class ConfigurationError(Exception):
+    """Raised with one human-readable line per offending variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate settings; raise :class:`ConfigurationError` naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigurationError([_describe(error) for error in exc.errors()]) from None
+
+
+def _describe(error: ErrorDetails) -> str:
+    location = [str(part) for part in error["loc"]]
+    message = error["msg"].removeprefix("Value error, ")
+    if not location:  # model-level checks name their variable themselves
+        return message
+    name = location[0].upper()
+    given = error["input"]
+    shown = f" (got {given!r})" if isinstance(given, str | int | float) else ""
+    if any(word in name for word in _SENSITIVE):  # URLs and secrets may carry credentials
+        shown = ""
+    return f"{name}: {message}{shown}"

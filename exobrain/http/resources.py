@@ -1,0 +1,184 @@
+"""One ``cleanup_ctx`` per external resource, each registering its readiness check.
+
+At start-up a resource waits for its server up to
+``STARTUP_DEPENDENCY_TIMEOUT_SECONDS`` (servers started together come up in
+any order); after that, clients reconnect on their own and ``/readyz`` tells
+whether they have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import redis.asyncio as redis
+from aiohttp import web
+from nats.aio.client import Client as NatsClient
+from nats.errors import Error as NatsError
+from qdrant_client import AsyncQdrantClient
+
+from exobrain.config import Settings
+from exobrain.store import create_pool, migrate
+
+from .health import READINESS
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SETTINGS = web.AppKey("settings", Settings)
+PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", redis.Redis)
+NATS = web.AppKey("nats", NatsClient)
+QDRANT = web.AppKey("qdrant", AsyncQdrantClient)
+
+
+def redact(url: object) -> str:
+    """``url`` without its password, for logs."""
+    parts = urlsplit(str(url))
+    if parts.password is None:
+        return str(url)
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def _when_reachable(what: str, connect: Callable[[], Awaitable[T]], patience: float) -> T:
+    """Call ``connect`` until it succeeds or ``patience`` seconds have passed."""
+    deadline = time.monotonic() + patience
+    delay = 0.1
+    while True:
+        try:
+            return await connect()
+        except (OSError, asyncpg.PostgresError, redis.RedisError, NatsError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise RuntimeError(f"{what} unreachable for {patience:g}s: {exc}") from exc
+            log.warning("waiting for %s: %s", what, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Apply pending migrations, then open the shared pool."""
+    settings = app[SETTINGS]
+    dsn = str(settings.assistant_db_dsn)
+    wait = settings.startup_dependency_timeout_seconds
+    await _when_reachable("PostgreSQL", lambda: migrate(dsn), wait)
+    pool = await _when_reachable("PostgreSQL", lambda: create_pool(settings), wait)
+    log.info("PostgreSQL at %s", redact(dsn))
+
+    async def check() -> None:
+        async with pool.acquire() as connection:
+            await connection.fetchval("SELECT 1")
+
+    app[PG_POOL] = pool
+    app[READINESS].add("postgres", check)
+    yield
+    app[READINESS].remove("postgres")
+    try:
+        await asyncio.wait_for(pool.close(), timeout=10)
+    except TimeoutError:
+        log.warning("PostgreSQL pool did not close within 10s; terminating its connections")
+        pool.terminate()
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    timeout = settings.readiness_timeout_seconds
+    client = redis.Redis.from_url(
+        str(settings.assistant_cache_redis_url),
+        socket_connect_timeout=timeout,
+        socket_timeout=max(timeout, 2.0),
+        health_check_interval=30,
+    )
+    await _when_reachable("Redis", client.ping, settings.startup_dependency_timeout_seconds)
+    log.info("Redis at %s", redact(settings.assistant_cache_redis_url))
+
+    async def check() -> None:
+        await client.ping()
+
+    app[REDIS] = client
+    app[READINESS].add("redis", check)
+    yield
+    app[READINESS].remove("redis")
+    await client.aclose()
+
+
+async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    url = str(settings.exobrain_nats_url)
+    client = NatsClient()
+
+    async def on_disconnected() -> None:
+        if not client.is_closed:
+            log.warning("NATS disconnected; reconnecting")
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("NATS error: %s", exc)
+
+    async def connect() -> NatsClient:
+        await client.connect(
+            url,
+            name="exobrain",
+            connect_timeout=2,
+            allow_reconnect=True,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            disconnected_cb=on_disconnected,
+            error_cb=on_error,
+        )
+        return client
+
+    client = await _when_reachable("NATS", connect, settings.startup_dependency_timeout_seconds)
+    jetstream = client.jetstream(timeout=settings.readiness_timeout_seconds)
+    log.info("NATS at %s", redact(url))
+
+    async def check() -> None:
+        if not client.is_connected:
+            raise ConnectionError("not connected")
+        await jetstream.account_info()
+
+    app[NATS] = client
+    app[READINESS].add("nats", check)
+    yield
+    app[READINESS].remove("nats")
+    await client.close()
+
+
+async def qdrant_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Qdrant at ``EXOBRAIN_QDRANT_URL``, or qdrant-client's local mode in the state dir."""
+    settings = app[SETTINGS]
+    if settings.exobrain_qdrant_url is not None:
+        client = AsyncQdrantClient(url=str(settings.exobrain_qdrant_url))
+        log.info("Qdrant at %s", redact(settings.exobrain_qdrant_url))
+    else:
+        path = settings.exobrain_state_dir / "qdrant"
+        path.mkdir(parents=True, exist_ok=True)
+        client = AsyncQdrantClient(path=str(path))
+        log.info("Qdrant in local mode (embedded) at %s", path)
+
+    async def check() -> None:
+        await client.get_collections()
+
+    app[QDRANT] = client
+    app[READINESS].add("qdrant", check)
+    yield
+    app[READINESS].remove("qdrant")
+    await client.close()
+
+
+async def memgraph_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The graph store, only when ``EXOBRAIN_MEMGRAPH_URL`` is set (it has no embedded form)."""
+    from neo4j import AsyncGraphDatabase  # noqa: PLC0415 - optional feature, costly import
+
+    url = str(app[SETTINGS].exobrain_memgraph_url)
+    driver = AsyncGraphDatabase.driver(url)
+    log.info("Memgraph at %s", redact(url))
+    app[READINESS].add("memgraph", driver.verify_connectivity)
+    yield
+    app[READINESS].remove("memgraph")
+    await driver.close()

@@ -1,0 +1,1 @@
+"""The job orchestrator: gRPC ``EnqueueJob`` publishing to NATS JetStream."""

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs for the job orchestrator (``scripts/gen-proto`` writes them)."""

@@ -1,0 +1,36 @@
+"""The asyncpg connection pool every reader and writer shares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import orjson
+
+from exobrain.config import Settings
+
+
+async def create_pool(settings: Settings) -> asyncpg.Pool:
+    """A pool whose connections decode JSON with orjson and run ``RESHAPE_SCHEMA_QUERY``."""
+    reshape = settings.reshape_schema_query
+
+    async def init(connection: asyncpg.Connection) -> None:
+        for json_type in ("json", "jsonb"):
+            await connection.set_type_codec(
+                json_type, schema="pg_catalog", encoder=_dumps, decoder=orjson.loads
+            )
+        if reshape:
+            await connection.execute(reshape)
+
+    pool = await asyncpg.create_pool(
+        str(settings.assistant_db_dsn),
+        min_size=settings.assistant_db_pool_min_size,
+        max_size=settings.assistant_db_pool_max_size,
+        init=init,
+    )
+    assert pool is not None
+    return pool
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()

@@ -1,0 +1,1 @@
+"""The supervisor tree over the actors, its health snapshot, and the loop bridge."""

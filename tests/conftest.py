@@ -1,0 +1,150 @@
+"""Shared fixtures: real PostgreSQL, Redis and NATS for every test session.
+
+Servers named by ``EXOBRAIN_TEST_POSTGRES_URL``, ``EXOBRAIN_TEST_REDIS_URL`` and
+``EXOBRAIN_TEST_NATS_URL`` are used when set (CI machines run all three);
+otherwise the session starts embedded ones. Either way the session works in
+its own database, Redis key prefix and JetStream names, and removes them at
+the end. Fault tests get private embedded servers they may stop and restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis
+
+from exobrain.config import Settings
+from exobrain.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis, EmbeddedServer
+
+
+@pytest.fixture(scope="session")
+def namespace() -> str:
+    """A token unique to this test session, for database, key and stream names."""
+    return secrets.token_hex(4)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if url := os.environ.get("EXOBRAIN_TEST_POSTGRES_URL"):
+        yield url
+        return
+    root = tmp_path_factory.mktemp("postgres")
+    with EmbeddedPostgres(root, durable=False) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory, namespace: str) -> Iterator[str]:
+    if url := os.environ.get("EXOBRAIN_TEST_REDIS_URL"):
+        yield url
+        client = redis.Redis.from_url(url)
+        for key in client.scan_iter(match=f"test:{namespace}:*", count=1000):
+            client.delete(key)
+        client.close()
+        return
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis"), durable=False) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if url := os.environ.get("EXOBRAIN_TEST_NATS_URL"):
+        yield url
+        return
+    with EmbeddedNats(tmp_path_factory.mktemp("nats")) as server:
+        yield server.url
+
+
+def with_database(server_url: str, database: str) -> str:
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+def database_factory(postgres_server_url: str, namespace: str) -> Iterator[Callable[[], str]]:
+    """Creates fresh, empty databases on the session's server; drops them all at the end."""
+    created: list[str] = []
+
+    async def admin(statement: str) -> None:
+        connection = await asyncpg.connect(postgres_server_url)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    def run(statement: str) -> None:
+        # In a thread of its own: callers may be inside a running event loop.
+        with ThreadPoolExecutor(max_workers=1) as executor:
+            executor.submit(asyncio.run, admin(statement)).result()
+
+    def create() -> str:
+        name = f"exobrain_test_{namespace}_{len(created)}"
+        run(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return with_database(postgres_server_url, name)
+
+    yield create
+    for name in created:
+        run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(database_factory: Callable[[], str]) -> str:
+    """The session's shared database (the app migrates it on first start)."""
+    return database_factory()
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, database_url: str, redis_url: str, nats_url: str, namespace: str
+) -> Callable[..., Settings]:
+    """Settings for an app on the session's servers; keyword arguments override."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "app_env": "local",
+            "access_log": False,
+            "exobrain_state_dir": tmp_path / "state",
+            "assistant_db_dsn": database_url,
+            "assistant_cache_redis_url": redis_url,
+            "redis_key_prefix": f"test:{namespace}:",
+            "exobrain_nats_url": nats_url,
+            "startup_dependency_timeout_seconds": 10,
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[Callable[[str], EmbeddedServer]]:
+    """Starts private embedded servers (``postgres``, ``redis``, ``nats``) a test may stop."""
+    kinds: dict[str, Callable[[Path], EmbeddedServer]] = {
+        "postgres": lambda root: EmbeddedPostgres(root, durable=False),
+        "redis": lambda root: EmbeddedRedis(root, durable=False),
+        "nats": EmbeddedNats,
+    }
+    started: list[EmbeddedServer] = []
+
+    def start(kind: str) -> EmbeddedServer:
+        server = kinds[kind](tmp_path / f"{kind}-{len(started)}").start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()

@@ -1,0 +1,103 @@
+"""Liveness and readiness against real servers, including servers that stop and return."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from exobrain.config import Settings
+from exobrain.embedded import EmbeddedServer, free_port
+from exobrain.http import create_app
+
+AiohttpClient = Callable[..., Any]
+
+
+async def readiness(
+    client: TestClient[web.Request, web.Application],
+) -> tuple[int, dict[str, Any]]:
+    response = await client.get("/readyz")
+    return response.status, await response.json()
+
+
+async def test_healthz_is_cheap_and_always_ok(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert await response.json() == {"status": "ok"}
+
+
+async def test_readyz_checks_every_configured_dependency(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    client = await aiohttp_client(create_app(settings))
+    status, body = await readiness(client)
+    assert status == 200
+    assert body["status"] == "ok"
+    assert set(body["checks"]) == {"postgres", "redis", "nats", "qdrant"}
+    assert all(check["status"] == "ok" for check in body["checks"].values())
+
+
+async def test_memgraph_is_checked_only_when_configured(
+    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
+) -> None:
+    nobody_listens = f"bolt://127.0.0.1:{free_port()}"
+    client = await aiohttp_client(create_app(make_settings(exobrain_memgraph_url=nobody_listens)))
+    status, body = await readiness(client)
+    assert status == 503
+    assert body["checks"]["memgraph"]["status"] == "error"
+    assert body["checks"]["postgres"]["status"] == "ok"
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize(
+    ("kind", "setting"),
+    [("postgres", "assistant_db_dsn"), ("redis", "assistant_cache_redis_url")],
+)
+async def test_readyz_names_a_stopped_dependency_and_recovers(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    private_server: Callable[[str], EmbeddedServer],
+    kind: str,
+    setting: str,
+) -> None:
+    server = private_server(kind)
+    client = await aiohttp_client(create_app(make_settings(**{setting: server.url})))
+    assert (await readiness(client))[0] == 200
+
+    await asyncio.to_thread(server.stop)
+    status, body = await readiness(client)
+    assert status == 503
+    assert body["status"] == "unavailable"
+    assert body["checks"][kind]["status"] == "error"
+    assert body["checks"][kind]["error"]
+    others = {name: check["status"] for name, check in body["checks"].items() if name != kind}
+    assert set(others.values()) == {"ok"}
+
+    await asyncio.to_thread(server.start)
+    for _ in range(50):  # clients reconnect on their own schedule
+        status, body = await readiness(client)
+        if status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 200, body
+
+
+async def test_start_up_fails_clearly_when_a_dependency_never_answers(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(
+        assistant_cache_redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        startup_dependency_timeout_seconds=0.5,
+    )
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    with pytest.raises(RuntimeError, match=r"Redis unreachable for 0\.5s"):
+        await runner.setup()
+    await runner.cleanup()
