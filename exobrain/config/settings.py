@@ -102,6 +102,17 @@ class Settings(BaseSettings):
     auth_access_token_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
     auth_refresh_token_ttl_seconds: int = Field(default=604_800, ge=1, le=31_536_000)
     auth_cookie_name: str = "exobrain_session"
+    auth_login_max_failures: int = Field(default=10, ge=1, le=1000)
+    auth_login_failure_window_seconds: int = Field(default=900, ge=1, le=86_400)
+
+    # Actors, supervision and operations
+    ops_token: SecretStr | None = None
+    journal_batch_max_size: int = Field(default=64, ge=1, le=10_000)
+    journal_batch_max_delay_ms: float = Field(default=2.0, ge=0, le=1000)
+    supervisor_max_restarts: int = Field(default=5, ge=0, le=1000)
+    supervisor_restart_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    supervisor_exit_on_escalation: bool = False
+    actor_shutdown_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     @property
     def is_local(self) -> bool:
