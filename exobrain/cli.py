@@ -57,8 +57,7 @@ def serve(settings: Settings) -> int:
                 file=sys.stderr,
             )
         return 2
-    _run(_serve_http(settings, banner=""))
-    return 0
+    return _run(_serve_http(settings, banner=""))
 
 
 def dev(settings: Settings) -> int:
@@ -71,8 +70,7 @@ def dev(settings: Settings) -> int:
             f"log in as {emails} with password {SEED_PASSWORD}; "
             f"state in {settings.exobrain_state_dir}"
         )
-        _run(_serve_http(settings, banner=banner))
-    return 0
+        return _run(_serve_http(settings, banner=banner))
 
 
 def migrate_command(settings: Settings) -> int:
@@ -103,12 +101,18 @@ async def _prepare_database(dsn: str) -> None:
         await connection.close()
 
 
-async def _serve_http(settings: Settings, *, banner: str) -> None:
-    """Serve until SIGINT or SIGTERM, then shut the app down in order."""
-    from .http import create_app  # noqa: PLC0415 - keeps `migrate` and `seed` light
+async def _serve_http(settings: Settings, *, banner: str) -> int:
+    """Serve until SIGINT, SIGTERM or a fatal actor failure, then shut down in order.
 
+    Returns the exit code: 0, or 70 (EX_SOFTWARE) when a subtree failed for good
+    and ``SUPERVISOR_EXIT_ON_ESCALATION`` asked the platform to restart us.
+    """
+    from .http import create_app  # noqa: PLC0415 - keeps `migrate` and `seed` light
+    from .http.actors import FATAL  # noqa: PLC0415
+
+    app = create_app(settings)
     runner = web.AppRunner(
-        create_app(settings),
+        app,
         handle_signals=False,
         access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
     )
@@ -121,14 +125,18 @@ async def _serve_http(settings: Settings, *, banner: str) -> None:
             print(f"exobrain is serving at http://{host}:{port}", flush=True)
         if banner:
             print(banner, flush=True)
-        stopping = asyncio.Event()
+        stopping, fatal = asyncio.Event(), app[FATAL]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
-        await stopping.wait()
-        log.info("shutting down")
+        waits = [asyncio.create_task(stopping.wait()), asyncio.create_task(fatal.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
+        log.info("shutting down%s", " after a fatal actor failure" if fatal.is_set() else "")
     finally:
         await runner.cleanup()
+    return 70 if fatal.is_set() else 0
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from exobrain.config import Settings
+from exobrain.metrics import Metrics
 
-from . import health, resources
+from . import actors, health, ops, resources
 from .docs import setup_docs
 from .errors import error_middleware
 
@@ -16,15 +19,24 @@ MAX_REQUEST_BYTES = 1024 * 1024
 
 def create_app(settings: Settings) -> web.Application:
     """Build the application; resources start and stop with it, in order."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_REQUEST_BYTES)
+    app = web.Application(
+        middlewares=[ops.metrics_middleware, error_middleware], client_max_size=MAX_REQUEST_BYTES
+    )
     app[resources.SETTINGS] = settings
     app[health.READINESS] = health.Readiness(settings.readiness_timeout_seconds)
+    app[actors.METRICS] = Metrics()
+    app[actors.FATAL] = asyncio.Event()
+    children: list[actors.ChildFactory] = [actors.journal_child]
+    app[actors.ACTOR_CHILDREN] = children
+    app[actors.JOURNAL_LISTENERS] = []
     app.cleanup_ctx.extend(
         [resources.postgres_ctx, resources.redis_ctx, resources.nats_ctx, resources.qdrant_ctx]
     )
     if settings.exobrain_memgraph_url is not None:
         app.cleanup_ctx.append(resources.memgraph_ctx)
+    app.cleanup_ctx.append(actors.actors_ctx)  # last up, first down: stops before the pool closes
     app.router.add_routes(health.routes)
+    app.router.add_routes(ops.routes)
     if settings.is_local:
         setup_docs(app)
     return app

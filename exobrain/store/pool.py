@@ -6,8 +6,12 @@ from typing import Any
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 
 from exobrain.config import Settings
+
+#: A connection, pooled or not: what SQL helpers accept.
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 
 async def create_pool(settings: Settings) -> asyncpg.Pool:

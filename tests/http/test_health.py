@@ -40,7 +40,7 @@ async def test_readyz_checks_every_configured_dependency(
     status, body = await readiness(client)
     assert status == 200
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"postgres", "redis", "nats", "qdrant"}
+    assert set(body["checks"]) == {"postgres", "redis", "nats", "qdrant", "actors"}
     assert all(check["status"] == "ok" for check in body["checks"].values())
 
 

@@ -1,0 +1,132 @@
+"""The JournalActor: the single writer of chat persistence, with group commit.
+
+Appends queue in the mailbox while a batch is being written; the next batch
+takes all of them in one transaction. A batch closes when it reaches
+``max_batch`` commands or when the mailbox has nothing more for it: the first
+append of a batch tells the actor a ``Flush`` that queues *behind* every
+append already waiting, and an optional linger (``max_delay``) lets a few
+more arrive before the write. Each caller gets a receipt that completes only
+after COMMIT, so nobody is told "saved" for a row that is not in the
+database. After each commit the changed journals are announced to listeners
+(read caches invalidate precisely on that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+from exobrain.metrics import Metrics
+from exobrain.supervision import LoopFuture, SupervisedActor, Supervision, run_on_loop
+
+from .messages import AppendMessages, Flush, JournalChanged, StoredMessage
+from .store import write_batch
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[JournalChanged], None]
+
+
+class JournalActor(SupervisedActor):
+    def __init__(
+        self,
+        supervision: Supervision,
+        *,
+        pool: asyncpg.Pool,
+        loop: asyncio.AbstractEventLoop,
+        max_batch: int,
+        max_delay: float,
+        write_timeout: float,
+        metrics: Metrics,
+        listeners: Sequence[Listener] = (),
+    ) -> None:
+        super().__init__(supervision)
+        self._pool = pool
+        self._loop = loop
+        self._max_batch = max_batch
+        self._max_delay = max_delay
+        self._write_timeout = write_timeout
+        self._metrics = metrics
+        self._listeners = tuple(listeners)
+        self._pending: list[tuple[AppendMessages, LoopFuture[tuple[StoredMessage, ...]]]] = []
+        self._flush_queued = False
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case AppendMessages():
+                receipt: LoopFuture[tuple[StoredMessage, ...]] = LoopFuture()
+                self._pending.append((message, receipt))
+                if len(self._pending) >= self._max_batch:
+                    self._flush()
+                elif not self._flush_queued:
+                    self._queue_flush(lingered=False)
+                return receipt
+            case Flush(lingered=lingered):
+                self._flush_queued = False
+                if lingered or self._max_delay <= 0 or not self._pending:
+                    self._flush()
+                else:
+                    time.sleep(self._max_delay)  # let more appends queue up behind us
+                    self._queue_flush(lingered=True)
+                return None
+            case _:
+                return super().on_receive(message)
+
+    def stopping(self) -> None:
+        self._flush()
+
+    def failed(self, exc: BaseException | None) -> None:
+        self._fail(self._pending, exc or RuntimeError("journal actor failed"))
+        self._pending = []
+
+    def _queue_flush(self, *, lingered: bool) -> None:
+        self._flush_queued = True
+        self.actor_ref.tell(Flush(lingered=lingered))
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        started = time.perf_counter()
+        try:
+            outcomes = run_on_loop(
+                self._loop,
+                write_batch(self._pool, [command for command, _ in batch]),
+                timeout=self._write_timeout,
+            )
+        except Exception as exc:  # the whole batch failed: every caller hears it
+            log.warning("journal batch of %d failed: %r", len(batch), exc)
+            self._fail(batch, exc)
+            return
+        self._metrics.journal_batch_size.observe(len(batch))
+        self._metrics.journal_commit_seconds.observe(time.perf_counter() - started)
+        changed = set()
+        for (command, receipt), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                receipt.set_exception((type(outcome), outcome, outcome.__traceback__))
+                continue
+            receipt.set(outcome)
+            if not all(stored.duplicate for stored in outcome):
+                changed.add((command.user_id, command.reference))
+        if changed:
+            self._announce(JournalChanged(frozenset(changed)))
+
+    def _announce(self, event: JournalChanged) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("journal listener %r failed", listener)
+
+    @staticmethod
+    def _fail(
+        batch: list[tuple[AppendMessages, LoopFuture[tuple[StoredMessage, ...]]]],
+        exc: BaseException,
+    ) -> None:
+        for _, receipt in batch:
+            receipt.set_exception((type(exc), exc, exc.__traceback__))

@@ -1,0 +1,73 @@
+"""What operators see: request metrics, the actor tree, Prometheus text.
+
+``/api/ops/*`` and ``/metrics`` need ``Authorization: Bearer $OPS_TOKEN`` when
+``OPS_TOKEN`` is set; without it they are open under ``APP_ENV=local`` and
+refused everywhere else.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from .actors import ACTORS, METRICS
+from .errors import JsonError, json_response
+from .resources import SETTINGS
+
+routes = web.RouteTableDef()
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every request by its route template (not its raw path)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        metrics = request.app[METRICS]
+        metrics.http_requests.labels(request.method, route, str(status)).inc()
+        metrics.http_latency.labels(request.method, route).observe(time.perf_counter() - started)
+
+
+def _authorize(request: web.Request) -> None:
+    settings = request.app[SETTINGS]
+    if settings.ops_token is None:
+        if settings.is_local:
+            return
+        raise JsonError(403, "ops endpoints are disabled: set OPS_TOKEN")
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.ops_token.get_secret_value()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise JsonError(401, "ops token required", headers={"WWW-Authenticate": "Bearer"})
+
+
+@routes.get("/api/ops/actors")
+async def actors(request: web.Request) -> web.Response:
+    """The supervisor tree: state, mailbox depth, restarts, last failure and uptime per actor."""
+    _authorize(request)
+    system = request.app[ACTORS]
+    tree = await system.snapshot()
+    return json_response(
+        {"tree": tree, "failed": sorted(system.failures), "closing": system.closing.is_set()}
+    )
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics in the text exposition format."""
+    _authorize(request)
+    registry = request.app[METRICS]
+    registry.observe_tree(await request.app[ACTORS].snapshot())
+    return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
