@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from . import health  # noqa: F401 - registers its benchmarks
+from . import auth, health  # noqa: F401 - registers its benchmarks
 from .registry import BENCHMARKS, Options
 from .stats import Summary
 

@@ -19,11 +19,20 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import pykka
 import pytest
 import redis
 
 from exobrain.config import Settings
 from exobrain.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis, EmbeddedServer
+
+
+@pytest.fixture(autouse=True)
+def stop_all_actors() -> Iterator[None]:
+    """A test that fails half-way must not leave actor threads behind: they would keep
+    the test process alive after the last test (they are not daemons, by design)."""
+    yield
+    pykka.ActorRegistry.stop_all(block=True, timeout=10)
 
 
 @pytest.fixture(scope="session")

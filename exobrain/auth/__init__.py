@@ -1,5 +1,27 @@
-"""Authentication: password hashes today; sessions and tokens build on them."""
+"""Authentication: passwords, browser sessions, access and refresh tokens, login throttling."""
 
-from .passwords import hash_password, verify_password
+from .passwords import hash_password, unmatchable_hash, verify_password
+from .principal import Principal
+from .refresh import RefreshGrant, RefreshTokens
+from .sessions import WebSessions
+from .throttle import Attempt, LoginThrottle, LoginThrottledError
+from .tokens import AccessClaims, AccessTokens, InvalidTokenError
+from .verifier import PasswordVerifier, default_workers
 
-__all__ = ["hash_password", "verify_password"]
+__all__ = [
+    "AccessClaims",
+    "AccessTokens",
+    "Attempt",
+    "InvalidTokenError",
+    "LoginThrottle",
+    "LoginThrottledError",
+    "PasswordVerifier",
+    "Principal",
+    "RefreshGrant",
+    "RefreshTokens",
+    "WebSessions",
+    "default_workers",
+    "hash_password",
+    "unmatchable_hash",
+    "verify_password",
+]

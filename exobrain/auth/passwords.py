@@ -22,10 +22,19 @@ def _derive(password: str, salt: bytes) -> bytes:
     )
 
 
+def _encode(salt: bytes, key: bytes) -> str:
+    return f"scrypt${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
+
+
 def hash_password(password: str) -> str:
     salt = secrets.token_bytes(_SALT_BYTES)
-    key = _derive(password, salt)
-    return f"scrypt${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
+    return _encode(salt, _derive(password, salt))
+
+
+def unmatchable_hash() -> str:
+    """A well-formed hash of random bytes: checking a password against it costs what a
+    real check costs, so an unknown account answers as slowly as a wrong password."""
+    return _encode(secrets.token_bytes(_SALT_BYTES), secrets.token_bytes(_KEY_BYTES))
 
 
 def verify_password(password: str, encoded: str) -> bool:

@@ -51,7 +51,8 @@ def journal_child(app: web.Application) -> ChildSpec:
 async def actors_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     loop = asyncio.get_running_loop()
-    system = ActorSystem(
+    system = await asyncio.to_thread(
+        ActorSystem,
         [factory(app) for factory in app[ACTOR_CHILDREN]],
         intensity=Intensity(
             max_restarts=settings.supervisor_max_restarts,

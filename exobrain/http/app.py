@@ -10,6 +10,7 @@ from exobrain.config import Settings
 from exobrain.metrics import Metrics
 
 from . import actors, health, ops, resources
+from .auth import setup_auth
 from .docs import setup_docs
 from .errors import error_middleware
 
@@ -34,6 +35,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     if settings.exobrain_memgraph_url is not None:
         app.cleanup_ctx.append(resources.memgraph_ctx)
+    setup_auth(app)
     app.cleanup_ctx.append(actors.actors_ctx)  # last up, first down: stops before the pool closes
     app.router.add_routes(health.routes)
     app.router.add_routes(ops.routes)

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 
 class ActorSystem:
+    """Blocking to construct (it waits for the children to start): build it off the loop."""
+
     def __init__(
         self,
         children: Sequence[ChildSpec],
@@ -45,6 +47,9 @@ class ActorSystem:
             intensity=intensity,
             on_escalation=self._escalated,
         )
+        # The root starts its children before its first message: once this is
+        # answered, every handle points at a started child.
+        self.root.ask(TakeSnapshot(), block=True, timeout=60)
 
     def handle(self, name: str) -> ChildHandle:
         return self._handles[name]

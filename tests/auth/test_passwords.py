@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from exobrain.auth import hash_password, verify_password
+from exobrain.auth import hash_password, unmatchable_hash, verify_password
 
 
 def test_hash_has_the_reference_format_and_parameters() -> None:
@@ -33,3 +33,13 @@ def test_wrong_password_does_not_match() -> None:
     encoded = hash_password("password123")
     assert verify_password("password123", encoded)
     assert not verify_password("password124", encoded)
+
+
+def test_unmatchable_hash_is_well_formed_and_matches_nothing() -> None:
+    encoded = unmatchable_hash()
+    scheme, salt_b64, key_b64 = encoded.split("$")
+    assert scheme == "scrypt"
+    assert len(base64.b64decode(salt_b64)) == 16
+    assert len(base64.b64decode(key_b64)) == 64
+    assert encoded != unmatchable_hash()
+    assert not verify_password("password123", encoded)

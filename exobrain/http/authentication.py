@@ -1,0 +1,122 @@
+"""The one way a request proves who it acts for: a Bearer access token, else the session cookie.
+
+Protected routes use :func:`authenticated`; WebSocket upgrades call
+:func:`authenticate` before ``prepare``. Every call reads the user by primary
+key and checks that the login or session is still live, so a deleted user or
+a revoked session is refused at once, not when a token expires.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
+
+from exobrain.auth import (
+    AccessTokens,
+    InvalidTokenError,
+    LoginThrottle,
+    PasswordVerifier,
+    Principal,
+    RefreshTokens,
+    WebSessions,
+    default_workers,
+)
+from exobrain.store.users import find_user
+
+from .errors import JsonError
+from .resources import PG_POOL, REDIS, SETTINGS
+
+#: A handler that needs the caller: :func:`authenticated` supplies the principal.
+AuthenticatedHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """The app's auth components, built once Redis is up."""
+
+    access_tokens: AccessTokens
+    refresh_tokens: RefreshTokens
+    sessions: WebSessions
+    throttle: LoginThrottle
+    passwords: PasswordVerifier
+
+
+AUTH = web.AppKey("auth", Auth)
+
+
+async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, client = app[SETTINGS], app[REDIS]
+    prefix = f"{settings.redis_key_prefix}auth:"
+    ttl = settings.auth_refresh_token_ttl_seconds
+    passwords = PasswordVerifier(default_workers())
+    app[AUTH] = Auth(
+        access_tokens=AccessTokens(
+            settings.auth_jwt_secret.get_secret_value(),
+            settings.auth_jwt_algorithm,
+            settings.auth_access_token_ttl_seconds,
+        ),
+        refresh_tokens=RefreshTokens(client, prefix, ttl),
+        sessions=WebSessions(client, prefix, ttl),
+        throttle=LoginThrottle(
+            client,
+            prefix,
+            settings.auth_login_max_failures,
+            settings.auth_login_failure_window_seconds,
+        ),
+        passwords=passwords,
+    )
+    yield
+    passwords.close()
+
+
+def unauthorized(detail: str = "authentication required") -> JsonError:
+    return JsonError(401, detail, headers={hdrs.WWW_AUTHENTICATE: "Bearer"})
+
+
+def bearer_token(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get(hdrs.AUTHORIZATION, "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+async def authenticate(request: web.Request) -> Principal:
+    """The caller, or a 401 :class:`JsonError`."""
+    user_id = await _claimed_user(request)
+    principal = None if user_id is None else await find_user(request.app[PG_POOL], user_id)
+    if principal is None:
+        raise unauthorized()
+    return principal
+
+
+async def _claimed_user(request: web.Request) -> uuid.UUID | None:
+    """The user named by the request's credentials while they are valid and live.
+
+    A Bearer header, when present, decides alone: a bad token is refused even if
+    a valid cookie came with it.
+    """
+    auth = request.app[AUTH]
+    if (token := bearer_token(request)) is not None:
+        try:
+            claims = auth.access_tokens.decode(token)
+        except InvalidTokenError:
+            return None
+        return claims.user_id if await auth.refresh_tokens.is_live(claims.login_id) else None
+    if session_id := request.cookies.get(request.app[SETTINGS].auth_cookie_name):
+        return await auth.sessions.user_id(session_id)
+    return None
+
+
+def authenticated(handler: AuthenticatedHandler) -> Handler:
+    """Make ``handler`` a route that answers 401 unless :func:`authenticate` succeeds."""
+
+    @functools.wraps(handler)
+    async def route(request: web.Request) -> web.StreamResponse:
+        return await handler(request, await authenticate(request))
+
+    return route

@@ -1,0 +1,40 @@
+"""Users and their password identities."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+
+from exobrain.auth import Principal
+
+from .seed import PASSWORD_PROVIDER
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordIdentity:
+    user: Principal
+    password_hash: str | None
+
+
+async def find_password_identity(pool: asyncpg.Pool, email: str) -> PasswordIdentity | None:
+    """The user who logs in with ``email`` (any case), with their password hash."""
+    row = await pool.fetchrow(
+        """
+        SELECT u.id, u.email, u.name, i.password_hash
+        FROM identities i JOIN users u ON u.id = i.user_id
+        WHERE i.provider = $1 AND i.provider_subject = lower($2)
+        """,
+        PASSWORD_PROVIDER,
+        email,
+    )
+    if row is None:
+        return None
+    return PasswordIdentity(Principal(row["id"], row["email"], row["name"]), row["password_hash"])
+
+
+async def find_user(pool: asyncpg.Pool, user_id: uuid.UUID) -> Principal | None:
+    """The user by primary key; None once deleted."""
+    row = await pool.fetchrow("SELECT id, email, name FROM users WHERE id = $1", user_id)
+    return None if row is None else Principal(row["id"], row["email"], row["name"])
