@@ -15,8 +15,9 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import uvloop
 
-from . import auth, health  # noqa: F401 - registers its benchmarks
+from . import auth, health, journal  # noqa: F401 - registers its benchmarks
 from .registry import BENCHMARKS, Options
 from .stats import Summary
 
@@ -36,13 +37,19 @@ def main() -> int:
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--dsn",
+        default=os.environ.get("ASSISTANT_DB_DSN"),
+        help="PostgreSQL for in-process benchmarks (default: $ASSISTANT_DB_DSN)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown or not args.names:
         parser.error(f"choose benchmarks from: {', '.join(BENCHMARKS)}")
-    options = Options(args.url.rstrip("/"), args.requests, args.concurrency)
-    results = asyncio.run(run(args.names, options))
+    options = Options(args.url.rstrip("/"), args.requests, args.concurrency, args.dsn)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as the service runs
+        results = runner.run(run(args.names, options))
     for summary in results:
         print(summary.line())
     report = {

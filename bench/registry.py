@@ -15,6 +15,8 @@ class Options:
     url: str
     requests: int
     concurrency: int
+    #: PostgreSQL for in-process benchmarks (the journal's); None when not given.
+    dsn: str | None = None
 
 
 Benchmark = Callable[[aiohttp.ClientSession, Options], Awaitable[list[Summary]]]

@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     # Actors, supervision and operations
     ops_token: SecretStr | None = None
     journal_batch_max_size: int = Field(default=64, ge=1, le=10_000)
-    journal_batch_max_delay_ms: float = Field(default=2.0, ge=0, le=1000)
+    journal_batch_max_delay_ms: float = Field(default=0.0, ge=0, le=1000)
     journal_write_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     supervisor_max_restarts: int = Field(default=5, ge=0, le=1000)
     supervisor_restart_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
