@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import logging
 import signal
 import sys
@@ -129,6 +130,7 @@ async def _serve_http(settings: Settings, *, banner: str) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every stack
         waits = [asyncio.create_task(stopping.wait()), asyncio.create_task(fatal.wait())]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in waits:
