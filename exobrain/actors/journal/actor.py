@@ -7,8 +7,11 @@ append of a batch tells the actor a ``Flush`` that queues *behind* every
 append already waiting, and an optional linger (``max_delay``) lets a few
 more arrive before the write. Each caller gets a receipt that completes only
 after COMMIT, so nobody is told "saved" for a row that is not in the
-database. After each commit the changed journals are announced to listeners
-(read caches invalidate precisely on that).
+database. After each commit, and before any caller is answered, the changed
+journals are announced to listeners, so a read cache that invalidates on the
+announcement can never serve a page older than a write its reader saw
+acknowledged. Listeners run on the actor's thread: they may block it briefly
+(``run_on_loop`` with a timeout), never for long.
 """
 
 from __future__ import annotations
@@ -105,16 +108,18 @@ class JournalActor(SupervisedActor):
             return
         self._metrics.journal_batch_size.observe(len(batch))
         self._metrics.journal_commit_seconds.observe(time.perf_counter() - started)
-        changed = set()
-        for (command, receipt), outcome in zip(batch, outcomes, strict=True):
+        changed = {
+            (command.user_id, command.reference)
+            for (command, _), outcome in zip(batch, outcomes, strict=True)
+            if not isinstance(outcome, Exception) and not all(m.duplicate for m in outcome)
+        }
+        if changed:  # before any caller hears "saved": no reader can then see a stale page
+            self._announce(JournalChanged(frozenset(changed)))
+        for (_, receipt), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 receipt.set_exception((type(outcome), outcome, outcome.__traceback__))
-                continue
-            receipt.set(outcome)
-            if not all(stored.duplicate for stored in outcome):
-                changed.add((command.user_id, command.reference))
-        if changed:
-            self._announce(JournalChanged(frozenset(changed)))
+            else:
+                receipt.set(outcome)
 
     def _announce(self, event: JournalChanged) -> None:
         for listener in self._listeners:
