@@ -72,6 +72,14 @@ class LoopFuture(pykka.ThreadingFuture[T]):
         except BaseException as exc:
             waiter.set_exception(exc)
 
+    def _derived(self, *args: Any, **kwargs: Any) -> pykka.Future[Any]:
+        raise TypeError(
+            "LoopFutures are awaited on the loop: combine them with asyncio (gather), "
+            "not with pykka's lazy map/filter/join/reduce, whose results never wake a waiter"
+        )
+
+    map = filter = join = reduce = _derived
+
     def awaitable(self) -> asyncio.Future[T]:
         """An asyncio future on the running loop that completes with this one."""
         loop = asyncio.get_running_loop()
@@ -95,12 +103,15 @@ async def wait(future: pykka.Future[T], *, timeout: float) -> T:
 
 
 async def ask(ref: pykka.ActorRef[Any], message: object, *, timeout: float) -> Any:
-    """Ask an actor from the event loop; its exception, if any, is raised here."""
+    """Ask an actor from the event loop; its exception, if any, is raised here.
+
+    An actor that is dead, or dies with the message still in its mailbox,
+    raises :class:`ActorUnavailable`.
+    """
     try:
-        future = ref.ask(message, block=False)
+        return await wait(ref.ask(message, block=False), timeout=timeout)
     except pykka.ActorDeadError as exc:
         raise ActorUnavailable(f"{ref.actor_class.__name__} is not running") from exc
-    return await wait(future, timeout=timeout)
 
 
 def tell(ref: pykka.ActorRef[Any], message: object) -> None:
@@ -118,7 +129,11 @@ def run_on_loop(
     if _running_loop() is loop:
         coroutine.close()
         raise RuntimeError("run_on_loop called on the loop's own thread: it would deadlock")
-    future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    try:
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+    except RuntimeError:  # the loop is closed
+        coroutine.close()
+        raise
     try:
         return future.result(timeout)
     except TimeoutError:

@@ -43,6 +43,10 @@ class TakeSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class StopChildren:
-    """Stop every child, newest first, each draining its mailbox, within ``timeout``."""
+    """Stop every child, newest first, each draining its mailbox, by ``deadline``.
 
-    timeout: float
+    The deadline is ``time.monotonic()`` based and absolute, so the sender's own
+    wait (started first) does not expire before the supervisor's.
+    """
+
+    deadline: float

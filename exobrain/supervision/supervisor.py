@@ -135,20 +135,24 @@ class Supervisor(SupervisedActor):
                 if child is not None and child.handle.urn == urn:
                     self._exited(child, failure)
             case RestartChild(name=name):
+                self._timers = {timer for timer in self._timers if timer.is_alive()}
                 child = self._children[name]
                 if child.handle.state == "restarting" and not self._stopping:
                     child.restarts += 1
                     self._start(child)
             case TakeSnapshot():
                 return self._snapshot()
-            case StopChildren(timeout=timeout):
-                return self._stop_children(timeout)
+            case StopChildren(deadline=deadline):
+                return self._stop_children(max(0.0, deadline - time.monotonic()))
             case _:
                 return super().on_receive(message)
         return None
 
     def stopping(self) -> None:
         self._stop_children(timeout=5.0)
+
+    def failed(self, exc: BaseException | None) -> None:
+        self._stop_children(timeout=5.0)  # pykka skips on_stop after a failure: no orphans
 
     def _start(self, child: _Child) -> None:
         supervision = Supervision(child.spec.name, self.actor_ref, self.supervision.tracker)
@@ -194,7 +198,7 @@ class Supervisor(SupervisedActor):
         timer.start()
 
     def _wake(self, name: str) -> None:
-        self._timers = {timer for timer in self._timers if timer.is_alive()}
+        """Runs on the timer's thread: only a message crosses back to the supervisor."""
         with contextlib.suppress(pykka.ActorDeadError):  # the supervisor stopped meanwhile
             self.actor_ref.tell(RestartChild(name))
 
@@ -209,7 +213,10 @@ class Supervisor(SupervisedActor):
             self._failed,
         )
         if self._on_escalation is not None:
-            self._on_escalation(path, failure)
+            try:
+                self._on_escalation(path, failure)
+            except Exception:
+                log.exception("escalation callback failed for %s", path)
             return
         self._stop_children(timeout=5.0)
         raise SubtreeFailed(self._failed)

@@ -9,6 +9,7 @@ finally joins every actor thread within the deadline, naming any that lingers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -49,7 +50,11 @@ class ActorSystem:
         )
         # The root starts its children before its first message: once this is
         # answered, every handle points at a started child.
-        self.root.ask(TakeSnapshot(), block=True, timeout=60)
+        try:
+            self.root.ask(TakeSnapshot(), block=True, timeout=60)
+        except BaseException:
+            self.stop(timeout=10)
+            raise
 
     def handle(self, name: str) -> ChildHandle:
         return self._handles[name]
@@ -74,12 +79,14 @@ class ActorSystem:
         self.closing.set()
         deadline = time.monotonic() + timeout
         try:
-            late = self.root.ask(StopChildren(timeout), block=True, timeout=timeout)
+            late = self.root.ask(StopChildren(deadline - 0.05), block=True, timeout=timeout)
             if late:
                 log.warning("actors still busy at the shutdown deadline: %s", ", ".join(late))
-            self.root.stop(timeout=max(0.1, deadline - time.monotonic()))
         except (pykka.Timeout, pykka.ActorDeadError) as exc:
-            log.warning("root supervisor did not stop cleanly: %r", exc)
+            log.warning("root supervisor did not stop its children in time: %r", exc)
+        finally:  # whatever happened, the root must end once it is free
+            with contextlib.suppress(pykka.ActorDeadError):
+                self.root.stop(block=False)
         alive = self._tracker.join(deadline)
         for thread in alive:
             log.error("actor thread %s still alive after shutdown", thread.name)
