@@ -17,7 +17,7 @@ import aiohttp
 import orjson
 import uvloop
 
-from . import auth, health, journal  # noqa: F401 - registers its benchmarks
+from . import auth, chat, health, journal, journal_api, knowledge  # noqa: F401 - registers them
 from .registry import BENCHMARKS, Options
 from .stats import Summary
 

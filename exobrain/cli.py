@@ -1,4 +1,4 @@
-"""The ``exobrain`` command: ``serve``, ``dev``, ``migrate`` and ``seed``."""
+"""The ``exobrain`` command: ``serve``, ``dev``, ``orchestrator``, ``migrate`` and ``seed``."""
 
 from __future__ import annotations
 
@@ -64,6 +64,8 @@ def serve(settings: Settings) -> int:
 def dev(settings: Settings) -> int:
     if "main_agent_use_mock" not in settings.model_fields_set:
         settings = settings.model_copy(update={"main_agent_use_mock": True})
+    if "job_orchestrator_in_process" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"job_orchestrator_in_process": True})
     with embedded_stack(settings) as settings:
         _run(_prepare_database(str(settings.assistant_db_dsn)))
         emails = " or ".join(email for email, _ in SEED_USERS)
@@ -72,6 +74,18 @@ def dev(settings: Settings) -> int:
             f"state in {settings.exobrain_state_dir}"
         )
         return _run(_serve_http(settings, banner=banner))
+
+
+def orchestrator_command(settings: Settings) -> int:
+    if settings.exobrain_nats_url is None:
+        print(
+            "configuration error: EXOBRAIN_NATS_URL: required by `exobrain orchestrator`",
+            file=sys.stderr,
+        )
+        return 2
+    from .orchestrator import serve as serve_orchestrator  # noqa: PLC0415 - keeps others light
+
+    return _run(serve_orchestrator(settings))
 
 
 def migrate_command(settings: Settings) -> int:
@@ -151,6 +165,10 @@ COMMANDS: dict[str, tuple[Callable[[Settings], int], str]] = {
     "dev": (
         dev,
         "serve with embedded servers for whatever is not configured, mock agent, seed data",
+    ),
+    "orchestrator": (
+        orchestrator_command,
+        "serve the job orchestrator's gRPC EnqueueJob (JOB_ORCHESTRATOR_LISTEN) on NATS JetStream",
     ),
     "migrate": (migrate_command, "apply pending database migrations"),
     "seed": (seed_command, "load idempotent development data (applies migrations first)"),

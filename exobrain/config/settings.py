@@ -95,6 +95,19 @@ class Settings(BaseSettings):
     tavily_api_key: SecretStr | None = None
     web_tools_use_mock: bool = False
     web_tools_mock_data_file: Path | None = None
+    web_tools_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    model_provider_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    main_agent_max_steps: int = Field(default=6, ge=1, le=50)
+
+    # Chat sessions and streams
+    chat_max_message_chars: int = Field(default=16_000, ge=1, le=200_000)
+    chat_max_pending_turns: int = Field(default=3, ge=0, le=100)
+    chat_rate_limit_per_minute: int = Field(default=30, ge=1, le=10_000)
+    chat_context_max_chars: int = Field(default=24_000, ge=1000, le=2_000_000)
+    chat_stream_retention_seconds: float = Field(default=300.0, gt=0, le=86_400)
+    chat_streams_per_user: int = Field(default=20, ge=1, le=1000)
+    chat_session_idle_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    chat_sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
 
     # Auth
     auth_jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
@@ -114,6 +127,24 @@ class Settings(BaseSettings):
     supervisor_restart_window_seconds: float = Field(default=60.0, gt=0, le=86_400)
     supervisor_exit_on_escalation: bool = False
     actor_shutdown_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    # Journal read cache
+    journal_cache_enabled: bool = True
+    journal_cache_redis_url: RedisUrl | None = None
+    journal_cache_ttl_seconds: int = Field(default=300, ge=1, le=86_400)
+    journal_cache_timeout_seconds: float = Field(default=0.25, gt=0, le=10)
+    journal_cache_retry_seconds: float = Field(default=2.0, gt=0, le=300)
+
+    # Knowledge dispatch and orchestrator
+    job_orchestrator_listen: str | None = Field(default=None, pattern=_GRPC_TARGET.pattern)
+    job_orchestrator_in_process: bool = False
+    job_orchestrator_json_job_types: frozenset[str] = frozenset()
+    job_stream_name: str = Field(default="JOBS", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    job_subject_prefix: str = Field(
+        default="jobs", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=64
+    )
+    job_stream_duplicate_window_seconds: float = Field(default=7200.0, gt=0, le=604_800)
+    knowledge_dispatch_resume_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
 
     @property
     def is_local(self) -> bool:

@@ -24,6 +24,7 @@ ChildFactory = Callable[[web.Application], ChildSpec]
 ACTORS = web.AppKey("actors", ActorSystem)
 ACTOR_CHILDREN = web.AppKey("actor_children", list[ChildFactory])
 JOURNAL = web.AppKey("journal", ChildHandle)
+SESSIONS = web.AppKey("sessions", ChildHandle)
 JOURNAL_LISTENERS = web.AppKey("journal_listeners", list[Listener])
 METRICS = web.AppKey("metrics", Metrics)
 #: Set when a subtree failed for good and SUPERVISOR_EXIT_ON_ESCALATION is on.
@@ -62,6 +63,7 @@ async def actors_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[ACTORS] = system
     app[JOURNAL] = system.handle("journal")
+    app[SESSIONS] = system.handle("sessions")
     app[READINESS].add("actors", system.check)
     yield
     app[READINESS].remove("actors")

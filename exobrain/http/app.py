@@ -11,8 +11,11 @@ from exobrain.metrics import Metrics
 
 from . import actors, health, ops, resources
 from .auth import setup_auth
+from .chat import session_ticker_ctx, setup_chat
 from .docs import setup_docs
 from .errors import error_middleware
+from .journal import setup_journal
+from .knowledge import setup_knowledge
 
 #: Requests bodies above this are answered 413 before a handler sees them.
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -36,7 +39,11 @@ def create_app(settings: Settings) -> web.Application:
     if settings.exobrain_memgraph_url is not None:
         app.cleanup_ctx.append(resources.memgraph_ctx)
     setup_auth(app)
-    app.cleanup_ctx.append(actors.actors_ctx)  # last up, first down: stops before the pool closes
+    setup_journal(app)  # its invalidation listener must exist before the actors start
+    setup_chat(app)
+    setup_knowledge(app)  # its transport starts after NATS, its actor with the others
+    app.cleanup_ctx.append(actors.actors_ctx)  # late up, early down: stops before the pool closes
+    app.cleanup_ctx.append(session_ticker_ctx)
     app.router.add_routes(health.routes)
     app.router.add_routes(ops.routes)
     if settings.is_local:

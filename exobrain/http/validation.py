@@ -19,8 +19,13 @@ from .errors import JsonError
 M = TypeVar("M", bound=BaseModel)
 
 
-async def parse_body(request: web.Request, model: type[M]) -> M:
-    """The request's JSON body as ``model``, or a :class:`JsonError` (400, 413 or 422)."""
+async def parse_body(
+    request: web.Request, model: type[M], *, context: dict[str, Any] | None = None
+) -> M:
+    """The request's JSON body as ``model``, or a :class:`JsonError` (400, 413 or 422).
+
+    ``context`` reaches the model's validators (limits that come from settings).
+    """
     raw = await request.read()
     if not raw.strip():
         raise JsonError(422, [_problem((), "Field required", "missing")])
@@ -29,7 +34,7 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
     except orjson.JSONDecodeError:
         raise JsonError(400, "request body is not valid JSON") from None
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         problems = [
             _problem(error["loc"], error["msg"], error["type"])

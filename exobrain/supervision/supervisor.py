@@ -106,6 +106,9 @@ class SubtreeFailed(RuntimeError):
 
 
 class Supervisor(SupervisedActor):
+    #: Answers TakeSnapshot with its own children, which ops show nested.
+    has_children = True
+
     def __init__(
         self,
         supervision: Supervision,
@@ -264,7 +267,7 @@ class Supervisor(SupervisedActor):
             "uptime_s": round(now - child.started_at, 3) if running else 0.0,
             "last_failure": _failure_json(child.last_failure),
         }
-        if running and ref is not None and issubclass(ref.actor_class, Supervisor):
+        if running and ref is not None and getattr(ref.actor_class, "has_children", False):
             try:  # down the tree: a blocking ask is safe here
                 entry["children"] = ref.ask(TakeSnapshot(), block=True, timeout=1.0)["children"]
             except (pykka.Timeout, pykka.ActorDeadError):

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from orchestrator.support import jobs_stream
 
 from exobrain.config import Settings
 from exobrain.embedded import EmbeddedServer, free_port
 from exobrain.http import create_app
 
 AiohttpClient = Callable[..., Any]
+
+
+@pytest.fixture
+async def orchestrated(
+    make_settings: Callable[..., Settings], nats_url: str, namespace: str
+) -> AsyncIterator[Callable[..., Settings]]:
+    """Settings whose job orchestrator runs in-process, on a JetStream stream of its own."""
+    async with jobs_stream(nats_url, namespace) as stream:
+        yield lambda **overrides: make_settings(
+            job_orchestrator_in_process=True, **stream.settings, **overrides
+        )
 
 
 async def readiness(
@@ -34,13 +46,13 @@ async def test_healthz_is_cheap_and_always_ok(
 
 
 async def test_readyz_checks_every_configured_dependency(
-    aiohttp_client: AiohttpClient, settings: Settings
+    aiohttp_client: AiohttpClient, orchestrated: Callable[..., Settings]
 ) -> None:
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(create_app(orchestrated()))
     status, body = await readiness(client)
     assert status == 200
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"postgres", "redis", "nats", "qdrant", "actors"}
+    assert set(body["checks"]) == {"postgres", "redis", "nats", "qdrant", "actors", "orchestrator"}
     assert all(check["status"] == "ok" for check in body["checks"].values())
 
 
@@ -62,13 +74,13 @@ async def test_memgraph_is_checked_only_when_configured(
 )
 async def test_readyz_names_a_stopped_dependency_and_recovers(
     aiohttp_client: AiohttpClient,
-    make_settings: Callable[..., Settings],
+    orchestrated: Callable[..., Settings],
     private_server: Callable[[str], EmbeddedServer],
     kind: str,
     setting: str,
 ) -> None:
     server = private_server(kind)
-    client = await aiohttp_client(create_app(make_settings(**{setting: server.url})))
+    client = await aiohttp_client(create_app(orchestrated(**{setting: server.url})))
     assert (await readiness(client))[0] == 200
 
     await asyncio.to_thread(server.stop)

@@ -49,7 +49,13 @@ async def test_actor_tree_is_visible_locally(
     assert body["failed"] == []
     tree = body["tree"]
     assert (tree["name"], tree["class"], tree["state"]) == ("root", "Supervisor", "running")
-    [journal] = tree["children"]
+    journal, sessions, knowledge = tree["children"]
+    assert (knowledge["name"], knowledge["class"]) == ("knowledge", "KnowledgeDispatchActor")
+    assert (sessions["name"], sessions["class"], sessions["children"]) == (
+        "sessions",
+        "SessionManager",
+        [],
+    )
     assert journal["name"] == "journal"
     assert journal["class"] == "JournalActor"
     assert journal["state"] == "running"

@@ -1,0 +1,151 @@
+"""One knowledge update of 10,000 uncommitted messages over 10 journals, end to end.
+
+In-process (``--dsn``; NATS at ``$EXOBRAIN_NATS_URL``, default
+nats://127.0.0.1:4222): the KnowledgeDispatchActor as the service runs it,
+enqueueing through a real orchestrator on this event loop into a JetStream
+stream of the benchmark's own (deleted afterwards). Figures: wall time of the
+update request, jobs in the stream, and the largest job's estimated tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import time
+import uuid
+
+import aiohttp
+import asyncpg
+import nats
+import orjson
+from nats.aio.client import Client as NatsClient
+
+from exobrain.actors.journal import AppendMessages, NewMessage
+from exobrain.actors.journal.store import write_batch
+from exobrain.actors.knowledge import (
+    KnowledgeDispatchActor,
+    RequestUpdate,
+    estimate_tokens,
+    request_update,
+)
+from exobrain.config import load_settings
+from exobrain.orchestrator import OrchestratorClient, start_orchestrator
+from exobrain.store import create_pool, migrate
+from exobrain.supervision import ActorSystem, ChildSpec, Intensity
+
+from .registry import Options, benchmark
+from .stats import Summary, summarize
+
+MESSAGES, JOURNALS, ROUNDS = 10_000, 10, 3
+WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "journals")
+
+
+@benchmark("knowledge")
+async def knowledge(session: aiohttp.ClientSession, options: Options) -> list[Summary]:
+    """Wall time, jobs and max tokens per job of one 10,000-message update (8,000-token budget)."""
+    if options.dsn is None:
+        raise SystemExit("the knowledge benchmark needs --dsn or ASSISTANT_DB_DSN")
+    token = secrets.token_hex(3)
+    settings = load_settings(
+        assistant_db_dsn=options.dsn,
+        exobrain_nats_url=os.environ.get("EXOBRAIN_NATS_URL", "nats://127.0.0.1:4222"),
+        job_stream_name=f"BENCH_{token}",
+        job_subject_prefix=f"bench{token}.jobs",
+        knowledge_update_max_tokens=8000,
+    )
+    await migrate(options.dsn)
+    pool = await create_pool(settings)
+    client = await nats.connect(str(settings.exobrain_nats_url))
+    orchestrator = await start_orchestrator(settings, client, "127.0.0.1:0")
+    enqueuer = OrchestratorClient(f"127.0.0.1:{orchestrator.port}", deadline=10.0)
+    loop = asyncio.get_running_loop()
+    system = await asyncio.to_thread(
+        ActorSystem,
+        [
+            ChildSpec(
+                "knowledge",
+                lambda supervision: KnowledgeDispatchActor.start(
+                    supervision,
+                    pool=pool,
+                    loop=loop,
+                    enqueue=enqueuer.enqueue,
+                    max_tokens=settings.knowledge_update_max_tokens,
+                    enqueue_timeout=10.0,
+                    resume_interval=60.0,
+                ),
+            )
+        ],
+        intensity=Intensity(),
+    )
+    results = []
+    try:
+        for round_ in range(1, ROUNDS + 1):
+            user_id = await _journals(pool)
+            started = time.perf_counter()
+            result = await request_update(
+                system.handle("knowledge"), RequestUpdate(user_id), timeout=120
+            )
+            seconds = time.perf_counter() - started
+            tokens = await _job_tokens(client, settings.job_stream_name, result.job_ids)
+            over = sum(t > settings.knowledge_update_max_tokens for t in tokens)
+            print(
+                f"knowledge update round {round_}: {MESSAGES} messages in {JOURNALS} journals → "
+                f"{len(result.job_ids)} jobs ({result.status}), max {max(tokens)} tokens/job, "
+                f"{over} over budget, {seconds * 1000:.0f} ms"
+            )
+            results.append(
+                summarize(
+                    f"knowledge update {len(tokens)} jobs max {max(tokens)} tok",
+                    [seconds],
+                    concurrency=1,
+                    seconds=seconds,
+                    errors=over + (result.status != "queued"),
+                )
+            )
+    finally:
+        await asyncio.to_thread(system.stop, 10)
+        await enqueuer.close()
+        await orchestrator.stop(grace=1.0)
+        await client.jetstream().delete_stream(settings.job_stream_name)
+        await client.close()
+        await pool.close()
+    return results
+
+
+async def _journals(pool: asyncpg.Pool) -> uuid.UUID:
+    """A new user with MESSAGES uncommitted messages of 100-1,500 characters over JOURNALS days."""
+    user_id: uuid.UUID = await pool.fetchval(
+        "INSERT INTO users (email, name) VALUES ($1, 'Bench') RETURNING id",
+        f"bench-{uuid.uuid4()}@bench",
+    )
+    rng = random.Random(user_id.int)
+    per_journal = MESSAGES // JOURNALS
+    for day in range(1, JOURNALS + 1):
+        messages = tuple(
+            NewMessage(rng.choice(("user", "assistant")), _text(rng, rng.randint(100, 1500)))
+            for _ in range(per_journal)
+        )
+        [stored] = await write_batch(
+            pool, [AppendMessages(user_id, f"2026/10/{day:02d}", messages)]
+        )
+        assert not isinstance(stored, Exception)
+    return user_id
+
+
+def _text(rng: random.Random, length: int) -> str:
+    words = " ".join(rng.choices(WORDS, k=length // 3))
+    return f'{words}\n"quoted" ünïcödé '[:length].ljust(length, ".")
+
+
+async def _job_tokens(client: NatsClient, stream: str, job_ids: tuple[str, ...]) -> list[int]:
+    """Estimated tokens of every job of ``job_ids``, measured on the payload text in the stream."""
+    jetstream = client.jetstream()
+    state = (await jetstream.stream_info(stream)).state
+    wanted, tokens = set(job_ids), []
+    for sequence in range(state.first_seq, state.last_seq + 1):
+        envelope = orjson.loads((await jetstream.get_msg(stream, sequence)).data or b"{}")
+        if envelope["job_id"] in wanted:
+            tokens.append(estimate_tokens(orjson.dumps(envelope["payload"]).decode()))
+    return tokens

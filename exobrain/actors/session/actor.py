@@ -1,0 +1,276 @@
+"""The SessionActor: one per active user, owner of that user's chat state.
+
+It holds the day's conversation window, the streams of recent turns (their
+events and readers), the running turn and the turns waiting behind it. One
+turn runs at a time; a message is stored before it is acknowledged; a crash
+ends the running turn's stream with ``error`` then ``done`` and takes no other
+user's session with it. A new incarnation rebuilds the window from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pykka
+
+from exobrain.actors.journal import AppendMessages, NewMessage, StoredMessage
+from exobrain.agent.events import Done, Error, Event
+from exobrain.supervision import SupervisedActor, Supervision, run_on_loop
+
+from .messages import (
+    Accepted,
+    Backlog,
+    CancelTurn,
+    SendMessage,
+    StreamNotFound,
+    Subscribe,
+    Tick,
+    TurnEvents,
+    TurnFinished,
+    TurnRejected,
+    Unsubscribe,
+)
+from .stream import Stream
+from .turn import Agent, TurnRequest, run_chat_turn
+
+log = logging.getLogger(__name__)
+
+#: Namespace of stream ids: one stream per (user, client_message_id), whoever retries.
+_STREAMS = uuid.UUID("5d0f6a7e-2c43-4b8e-9f21-7a6b3c9d1e08")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    max_pending_turns: int
+    context_max_chars: int
+    stream_retention: float
+    streams_per_user: int
+    idle_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    stream_id: uuid.UUID
+    reference: str
+    text: str
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y/%m/%d")
+
+
+def stream_id_for(user_id: uuid.UUID, client_message_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(_STREAMS, f"{user_id}:{client_message_id}")
+
+
+class SessionActor(SupervisedActor):
+    def __init__(
+        self,
+        supervision: Supervision,
+        *,
+        user_id: uuid.UUID,
+        agent: Agent,
+        pool: asyncpg.Pool,
+        loop: asyncio.AbstractEventLoop,
+        limits: SessionLimits,
+    ) -> None:
+        super().__init__(supervision)
+        self._user_id = user_id
+        self._agent = agent
+        self._pool = pool
+        self._loop = loop
+        self._limits = limits
+        self._streams: dict[uuid.UUID, Stream] = {}
+        self._queue: deque[_Queued] = deque()
+        self._running: tuple[_Queued, concurrent.futures.Future[TurnFinished]] | None = None
+        self._window: list[dict[str, str]] = []
+        self._window_reference = today()
+        self._idle_since = time.monotonic()
+
+    def started(self) -> None:
+        self._window = run_on_loop(
+            self._loop,
+            _recent_messages(self._pool, self._user_id, self._window_reference),
+            timeout=10,
+        )
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case SendMessage():
+                return self._send(message)
+            case Subscribe(stream_id=stream_id, after_seq=after_seq, sink=sink):
+                stream = self._stream(stream_id)
+                stream.subscribers.add(sink)
+                return Backlog(stream.after(after_seq), stream.finished)
+            case CancelTurn(stream_id=stream_id):
+                return self._cancel(stream_id)
+            case Unsubscribe(stream_id=stream_id, sink=sink):
+                if stream_id in self._streams:
+                    self._streams[stream_id].subscribers.discard(sink)
+            case TurnEvents(stream_id=stream_id, events=events):
+                self._streams[stream_id].append(events)
+            case TurnFinished():
+                self._finish(message)
+            case Tick():
+                self._tick()
+            case _:
+                return super().on_receive(message)
+        return None
+
+    def stopping(self) -> None:
+        if self._running is not None:
+            queued, future = self._running
+            with contextlib.suppress(
+                concurrent.futures.TimeoutError, concurrent.futures.CancelledError
+            ):
+                self._finish(future.result(timeout=self._agent.write_timeout + 5))
+        for queued in self._queue:
+            self._streams[queued.stream_id].append(
+                [Error(None, "the service is shutting down"), Done("error")]
+            )
+
+    def failed(self, exc: BaseException | None) -> None:
+        if self._running is not None:
+            queued, future = self._running
+            future.cancel()
+            self._streams[queued.stream_id].append(
+                [Error(None, "the chat session failed; please try again"), Done("error")]
+            )
+
+    def _send(self, message: SendMessage) -> Accepted:
+        stream_id = stream_id_for(self._user_id, message.client_message_id)
+        if stream_id in self._streams:
+            stream = self._streams[stream_id]
+            return Accepted(stream_id, stream.reference, duplicate=True)
+        busy = self._running is not None
+        if busy and len(self._queue) >= self._limits.max_pending_turns:
+            raise TurnRejected("too many messages are waiting for an answer")
+        reference = today()
+        [stored] = self._store(
+            NewMessage("user", message.text, client_message_id=message.client_message_id),
+            reference,
+        )
+        if stored.duplicate:  # stored before this incarnation: its turn ran or was lost with it
+            return Accepted(stream_id, reference, duplicate=True)
+        self._streams[stream_id] = Stream(stream_id, message.client_message_id, reference)
+        self._forget_old_streams()
+        self._queue.append(_Queued(stream_id, reference, message.text))
+        self._start_next()
+        return Accepted(stream_id, reference, duplicate=False)
+
+    def _store(self, message: NewMessage, reference: str) -> tuple[StoredMessage, ...]:
+        """Through the JournalActor, on this thread: it never waits on us."""
+        timeout = self._agent.write_timeout
+        command = AppendMessages(self._user_id, reference, (message,))
+        receipt = self._agent.journal.ref.ask(command, block=True, timeout=timeout)
+        stored: tuple[StoredMessage, ...] = receipt.get(timeout=timeout)
+        return stored
+
+    def _start_next(self) -> None:
+        if self._running is not None or not self._queue:
+            return
+        queued = self._queue.popleft()
+        request = TurnRequest(
+            self._user_id, queued.reference, queued.stream_id, self._history(queued.reference),
+            queued.text,
+        )  # fmt: skip
+        future = asyncio.run_coroutine_threadsafe(
+            run_chat_turn(self._agent, request, self._report), self._loop
+        )
+        self._running = (queued, future)
+
+    def _report(self, message: Any) -> None:
+        """Runs on the loop: the turn's messages to this actor."""
+        with contextlib.suppress(pykka.ActorDeadError):  # a stopped session needs no more
+            self.actor_ref.tell(message)
+
+    def _finish(self, finished: TurnFinished) -> None:
+        if self._running is None or self._running[0].stream_id != finished.stream_id:
+            return
+        queued, _ = self._running
+        self._running = None
+        ending: list[Event] = [Done(finished.reason)]
+        if finished.error is not None:
+            ending.insert(0, Error(None, finished.error))
+        self._streams[finished.stream_id].append(ending)
+        if queued.reference == self._window_reference:
+            self._window += [
+                {"role": "user", "content": queued.text},
+                {"role": "assistant", "content": finished.answer},
+            ]
+        self._idle_since = time.monotonic()
+        self._start_next()
+
+    def _cancel(self, stream_id: uuid.UUID) -> bool:
+        stream = self._stream(stream_id)
+        if self._running is not None and self._running[0].stream_id == stream_id:
+            self._running[1].cancel()
+            return True
+        for queued in self._queue:
+            if queued.stream_id == stream_id:
+                self._queue.remove(queued)
+                stream.append([Done("cancelled")])
+                return True
+        return False
+
+    def _stream(self, stream_id: uuid.UUID) -> Stream:
+        try:
+            return self._streams[stream_id]
+        except KeyError:
+            raise StreamNotFound(str(stream_id)) from None
+
+    def _history(self, reference: str) -> tuple[dict[str, str], ...]:
+        """The day's earlier messages, oldest dropped first to fit the context budget."""
+        if reference != self._window_reference:
+            self._window, self._window_reference = [], reference
+        budget, kept = self._limits.context_max_chars, []
+        for message in reversed(self._window):
+            budget -= len(message["content"])
+            if budget < 0:
+                break
+            kept.append(message)
+        self._window = kept[::-1]
+        return tuple(self._window)
+
+    def _forget_old_streams(self) -> None:
+        finished = [s for s in self._streams.values() if s.finished and not s.subscribers]
+        excess = len(self._streams) - self._limits.streams_per_user
+        for stream in finished[: max(0, excess)]:
+            del self._streams[stream.stream_id]
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        retention = self._limits.stream_retention
+        for stream in list(self._streams.values()):
+            finished_at = stream.finished_at
+            if finished_at is not None and now - finished_at > retention and not stream.subscribers:
+                del self._streams[stream.stream_id]
+        idle = self._running is None and not self._queue and not self._streams
+        if idle and now - self._idle_since > self._limits.idle_seconds:
+            self.actor_ref.stop(block=False)
+
+
+async def _recent_messages(
+    pool: asyncpg.Pool, user_id: uuid.UUID, reference: str
+) -> list[dict[str, str]]:
+    rows = await pool.fetch(
+        """
+        SELECT m.role, m.content FROM messages m
+        JOIN conversations c ON c.id = m.conversation_id
+        WHERE c.user_id = $1 AND c.reference = $2 AND m.role IN ('user', 'assistant')
+        ORDER BY m.sequence DESC LIMIT 200
+        """,
+        user_id,
+        reference,
+    )
+    return [{"role": row["role"], "content": row["content"]} for row in reversed(rows)]

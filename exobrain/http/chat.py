@@ -1,0 +1,312 @@
+"""``/api/chat``: send a message, follow its answer over SSE, cancel it (DESIGN.md §5).
+
+Handlers hold no chat state: they find the user's SessionActor through the
+SessionManager and talk to it through the loop bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+import orjson
+import pykka
+import redis.asyncio as redis
+from aiohttp import hdrs, web
+from pydantic import BaseModel, ValidationInfo, field_validator
+
+from exobrain.actors.session import (
+    Agent,
+    Backlog,
+    CancelTurn,
+    SendMessage,
+    SessionActor,
+    SessionFor,
+    SessionLimits,
+    SessionManager,
+    StreamEvent,
+    StreamNotFound,
+    Subscribe,
+    Subscription,
+    Tick,
+    TurnRejected,
+    Unsubscribe,
+)
+from exobrain.agent.mock import MockReplies, load_messages
+from exobrain.agent.model import MockModel, Model, OpenAIModel
+from exobrain.agent.prompt import system_prompt
+from exobrain.agent.tools import MockBackend, TavilyBackend, Tools, WebBackend, build_tools
+from exobrain.auth import Principal
+from exobrain.supervision import ActorUnavailable, ChildSpec, Supervision, ask, tell
+
+from .actors import ACTOR_CHILDREN, JOURNAL, SESSIONS
+from .authentication import authenticated
+from .errors import JsonError, json_response
+from .resources import PG_POOL, REDIS, SETTINGS
+from .validation import parse_body
+
+log = logging.getLogger(__name__)
+
+#: How long a loop → session request may take (the first includes storing the message).
+_ASK_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResources:
+    model: Model
+    tools: Tools
+    prompt: str
+
+
+CHAT = web.AppKey("chat", ChatResources)
+routes = web.RouteTableDef()
+
+
+class ChatMessage(BaseModel):
+    message: str
+    client_message_id: uuid.UUID
+
+    @field_validator("message")
+    @classmethod
+    def _bounded(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        limit = (info.context or {}).get("max_chars")
+        if limit is not None and len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters")
+        return value
+
+
+async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The model and tools every session shares; a bad mock messages file stops start-up."""
+    settings = app[SETTINGS]
+    client: openai.AsyncOpenAI | None = None
+    model: Model
+    if settings.main_agent_use_mock:
+        model = MockModel(MockReplies(load_messages(settings.main_agent_mock_messages_file)))
+    else:
+        client = openai.AsyncOpenAI(
+            base_url=str(settings.model_provider_base_url),
+            api_key="unused",  # OpenAI-compatible gateways authenticate upstream
+            timeout=settings.model_provider_timeout_seconds,
+            max_retries=0,
+        )
+        model = OpenAIModel(client, settings.main_agent_model, settings.main_agent_temperature)
+    web_backend: WebBackend | None = None
+    if settings.web_tools_use_mock:
+        web_backend = MockBackend(settings.web_tools_mock_data_file)
+    elif settings.tavily_api_key is not None:
+        web_backend = TavilyBackend(
+            settings.tavily_api_key.get_secret_value(), timeout=settings.web_tools_timeout_seconds
+        )
+    else:
+        log.warning("web tools are off: set TAVILY_API_KEY or WEB_TOOLS_USE_MOCK=true")
+    tools = build_tools(web_backend) if web_backend is not None else {}
+    app[CHAT] = ChatResources(model, tools, system_prompt(settings.main_agent_system_prompt))
+    yield
+    if web_backend is not None:
+        await web_backend.close()
+    if client is not None:
+        await client.close()
+
+
+def sessions_child(app: web.Application) -> ChildSpec:
+    settings, pool, loop = app[SETTINGS], app[PG_POOL], asyncio.get_running_loop()
+    limits = SessionLimits(
+        max_pending_turns=settings.chat_max_pending_turns,
+        context_max_chars=settings.chat_context_max_chars,
+        stream_retention=settings.chat_stream_retention_seconds,
+        streams_per_user=settings.chat_streams_per_user,
+        idle_seconds=settings.chat_session_idle_seconds,
+    )
+
+    def start_session(supervision: Supervision, user_id: uuid.UUID) -> pykka.ActorRef[Any]:
+        chat = app[CHAT]
+        agent = Agent(
+            chat.model,
+            chat.tools,
+            chat.prompt,
+            app[JOURNAL],
+            max_steps=settings.main_agent_max_steps,
+            tool_timeout=settings.web_tools_timeout_seconds,
+            write_timeout=settings.journal_write_timeout_seconds,
+        )
+        return SessionActor.start(
+            supervision, user_id=user_id, agent=agent, pool=pool, loop=loop, limits=limits
+        )
+
+    return ChildSpec(
+        "sessions",
+        lambda supervision: SessionManager.start(supervision, start_session=start_session),
+    )
+
+
+async def session_ticker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Once a second: sessions expire old streams and passivate when idle."""
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(ActorUnavailable):
+                tell(app[SESSIONS].ref, Tick())
+
+    task = asyncio.create_task(tick())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def setup_chat(app: web.Application) -> None:
+    """Model and tools start before the actors; the SessionManager is one of their children."""
+    app.cleanup_ctx.append(chat_ctx)
+    app[ACTOR_CHILDREN].append(sessions_child)
+    app.router.add_routes(routes)
+
+
+async def _session(request: web.Request, principal: Principal) -> pykka.ActorRef[Any]:
+    try:
+        ref: pykka.ActorRef[Any] = await ask(
+            request.app[SESSIONS].ref, SessionFor(principal.user_id), timeout=_ASK_TIMEOUT
+        )
+    except ActorUnavailable:
+        raise JsonError(
+            503, "chat is not available right now", headers={"Retry-After": "1"}
+        ) from None
+    return ref
+
+
+@routes.post("/api/chat/message")
+@authenticated
+async def send_message(request: web.Request, principal: Principal) -> web.Response:
+    """Store the message in today's journal, queue its answer; `{stream_id}` to follow it.
+
+    A retry with the same `client_message_id` answers the same `stream_id` and starts
+    nothing new. 429 with `Retry-After` when too many messages wait or arrive too fast.
+    """
+    settings = request.app[SETTINGS]
+    body = await parse_body(
+        request, ChatMessage, context={"max_chars": settings.chat_max_message_chars}
+    )
+    await _rate_limit(request, principal)
+    session = await _session(request, principal)
+    try:
+        accepted = await ask(
+            session, SendMessage(body.client_message_id, body.message), timeout=_ASK_TIMEOUT
+        )
+    except TurnRejected as exc:
+        raise JsonError(429, str(exc), headers={hdrs.RETRY_AFTER: "5"}) from None
+    except ActorUnavailable:
+        raise JsonError(503, "chat is restarting", headers={hdrs.RETRY_AFTER: "1"}) from None
+    return json_response({"stream_id": str(accepted.stream_id)})
+
+
+async def _rate_limit(request: web.Request, principal: Principal) -> None:
+    """At most CHAT_RATE_LIMIT_PER_MINUTE messages per user and minute (open if Redis is down)."""
+    settings, client = request.app[SETTINGS], request.app[REDIS]
+    window = int(time.time() // 60)
+    key = f"{settings.redis_key_prefix}chat-rate:{principal.user_id}:{window}"
+    try:
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 61)
+            count, _ = await pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("chat rate limit skipped, Redis unavailable: %s", exc)
+        return
+    if count > settings.chat_rate_limit_per_minute:
+        retry_after = str(60 - int(time.time()) % 60)
+        raise JsonError(
+            429, "too many messages, slow down", headers={hdrs.RETRY_AFTER: retry_after}
+        )
+
+
+def _stream_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["stream_id"])
+    except ValueError:
+        raise JsonError(404, "stream not found") from None
+
+
+@routes.get("/api/chat/stream/{stream_id}")
+@authenticated
+async def follow_stream(request: web.Request, principal: Principal) -> web.StreamResponse:
+    """The stream's events as Server-Sent Events: the ones so far, then live until `done`.
+
+    Each event carries `id: <seq>`; `Last-Event-ID` resumes after that event. Only the
+    stream's owner may read it.
+    """
+    stream_id, settings = _stream_id(request), request.app[SETTINGS]
+    after = _last_event_id(request)
+    session = await _session(request, principal)
+    sink = Subscription(asyncio.get_running_loop())
+    try:
+        backlog: Backlog = await ask(
+            session, Subscribe(stream_id, after, sink), timeout=_ASK_TIMEOUT
+        )
+    except StreamNotFound:
+        raise JsonError(404, "stream not found") from None
+    response = web.StreamResponse(
+        headers={
+            hdrs.CONTENT_TYPE: "text/event-stream",
+            hdrs.CACHE_CONTROL: "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    try:
+        await response.prepare(request)
+        done = await _write(response, backlog.events)
+        while not done:
+            events = await sink.next(settings.chat_sse_heartbeat_seconds)
+            if events:
+                done = await _write(response, events)
+            else:
+                await response.write(b": keep-alive\n\n")
+    except (ConnectionResetError, ConnectionError):
+        log.debug("stream %s reader went away", stream_id)
+    finally:
+        with contextlib.suppress(ActorUnavailable):
+            tell(session, Unsubscribe(stream_id, sink))
+    return response
+
+
+def _last_event_id(request: web.Request) -> int:
+    raw = request.headers.get("Last-Event-ID", "0").strip() or "0"
+    if not raw.isdigit():
+        raise JsonError(400, "Last-Event-ID must be a non-negative integer")
+    return int(raw)
+
+
+async def _write(response: web.StreamResponse, events: Iterable[StreamEvent]) -> bool:
+    """Write events as SSE frames in one write; True once ``done`` went out."""
+    frames, done = [], False
+    for event in events:
+        frames.append(
+            b"id: %d\nevent: %s\ndata: %s\n\n"
+            % (event.seq, event.name.encode(), orjson.dumps(dict(event.data)))
+        )
+        done = done or event.name == "done"
+    if frames:
+        await response.write(b"".join(frames))
+    return done
+
+
+@routes.post("/api/chat/stream/{stream_id}/cancel")
+@authenticated
+async def cancel_stream(request: web.Request, principal: Principal) -> web.Response:
+    """Stop the stream's turn: its partial answer is stored and the stream ends with
+    `done {reason: "cancelled"}`. `{cancelled: false}` when it had already finished."""
+    stream_id = _stream_id(request)
+    session = await _session(request, principal)
+    try:
+        cancelled = await ask(session, CancelTurn(stream_id), timeout=_ASK_TIMEOUT)
+    except StreamNotFound:
+        raise JsonError(404, "stream not found") from None
+    return json_response({"cancelled": cancelled})

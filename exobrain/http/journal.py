@@ -1,0 +1,280 @@
+"""``/api/journal``: the signed-in user's daily journals, read-only (DESIGN.md §5).
+
+Lists are plain JSON arrays, as the reference API returned them (clients key
+messages by ``id`` and sort by ``sequence``); when a further page exists, its
+cursor is in the ``X-Next-Cursor`` header. References are ``YYYY/MM/DD`` with
+unencoded slashes (``/api/journal/2025/01/14/messages``); encoded ones work
+too. Entry and message pages come from the Redis read cache when they can
+(``X-Cache: hit|miss|bypass``); see :mod:`exobrain.journal_cache`. Every query
+is the caller's own: another user's journal is a 404, never their data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import redis.asyncio as redis
+from aiohttp import hdrs, web
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from exobrain.auth import Principal
+from exobrain.journal_cache import JournalCache
+from exobrain.store import journal
+from exobrain.store.journal_search import search_entries
+
+from . import journal_export
+from .actors import JOURNAL_LISTENERS
+from .authentication import authenticated
+from .errors import JsonError
+from .journal_params import (
+    EntriesQuery,
+    ExportQuery,
+    MessagesQuery,
+    SearchQuery,
+    TodayQuery,
+    parse_query,
+    parse_reference,
+)
+from .resources import PG_POOL, REDIS, SETTINGS, redact
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+JOURNAL_CACHE = web.AppKey("journal_cache", JournalCache)
+NEXT_CURSOR = "X-Next-Cursor"
+
+routes = web.RouteTableDef()
+
+
+def setup_journal(app: web.Application) -> None:
+    """Register the routes, and the cache, whose listener must be in place before the actors."""
+    app.cleanup_ctx.append(journal_cache_ctx)
+    app.router.add_routes(routes)
+
+
+async def journal_cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The read cache, on ``JOURNAL_CACHE_REDIS_URL`` when set, else on the shared Redis.
+
+    A Redis of its own may evict (``allkeys-lru``) and fail without touching
+    sessions; its client neither retries nor waits longer than the cache would.
+    """
+    settings = app[SETTINGS]
+    timeout = settings.journal_cache_timeout_seconds
+    own = settings.journal_cache_redis_url
+    client = (
+        app[REDIS]
+        if own is None
+        else redis.Redis.from_url(
+            str(own),
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+    )
+    if own is not None:
+        log.info("journal read cache on Redis at %s", redact(own))
+    cache = JournalCache(
+        client,
+        prefix=settings.redis_key_prefix,
+        ttl=settings.journal_cache_ttl_seconds,
+        timeout=timeout,
+        retry=settings.journal_cache_retry_seconds,
+        enabled=settings.journal_cache_enabled,
+    )
+    app[JOURNAL_CACHE] = cache
+    app[JOURNAL_LISTENERS].append(cache.listener(asyncio.get_running_loop()))
+    yield
+    if own is not None:
+        await client.aclose()
+
+
+# Registration order is matching order: fixed paths before the ``{reference}`` ones.
+
+
+@routes.get("/api/journal")
+@authenticated
+async def entries(request: web.Request, principal: Principal) -> web.Response:
+    """The signed-in user's journal entries, newest reference first.
+
+    A JSON array of `{id, reference, created_at, updated_at, last_message_at, message_count,
+    status}`. `limit` 1-100 (20); `cursor` a reference: only older entries. `X-Next-Cursor`
+    carries the cursor of the next page while there is one.
+    """
+    query = parse_query(request, EntriesQuery)
+    pool = request.app[PG_POOL]
+
+    async def load() -> bytes:
+        found = await journal.list_entries(
+            pool, principal.user_id, limit=query.limit + 1, before=query.cursor
+        )
+        return _page(found, query.limit, lambda entry: entry.reference)
+
+    name = f"entries:{query.limit}:{query.cursor or ''}"
+    return _found(await _cached(request, principal.user_id, None, name, load))
+
+
+@routes.get("/api/journal/search")
+@authenticated
+async def search(request: web.Request, principal: Principal) -> web.Response:
+    """Entries whose messages or reference match `q`, best first.
+
+    Full-text search with every word as a prefix; a substring search for short or
+    non-word queries, or when that finds nothing; `2025/01` also matches references. Each
+    hit is an entry plus `snippet`: HTML-escaped text around the best match with the
+    matches in `<mark>`, or null for a reference match. `limit` 1-100 (20).
+    """
+    query = parse_query(request, SearchQuery)
+    hits = await search_entries(request.app[PG_POOL], principal.user_id, query.q, limit=query.limit)
+    return _json(journal_export.dumps(hits))
+
+
+@routes.get("/api/journal/today")
+@authenticated
+async def today(request: web.Request, principal: Principal) -> web.Response:
+    """Today's (UTC) entry; 404 when it does not exist, unless `create=true` creates it."""
+    query = parse_query(request, TodayQuery)
+    reference = _today()
+    if (response := await _entry(request, principal.user_id, reference)) is not None:
+        return response
+    if not query.create:
+        raise _not_found()
+    created = await journal.ensure_entry(request.app[PG_POOL], principal.user_id, reference)
+    await request.app[JOURNAL_CACHE].invalidate([(principal.user_id, reference)])
+    return _json(journal_export.dumps(created))
+
+
+@routes.get("/api/journal/today/messages")
+@authenticated
+async def today_messages(request: web.Request, principal: Principal) -> web.Response:
+    """Today's messages, newest `sequence` first; 404 when today has no entry yet.
+
+    As `/api/journal/{reference}/messages`.
+    """
+    return _found(await _messages(request, principal.user_id, _today()))
+
+
+@routes.get("/api/journal/{reference:.+}/messages")
+@authenticated
+async def messages(request: web.Request, principal: Principal) -> web.Response:
+    """The messages of the journal `YYYY/MM/DD`, newest `sequence` first.
+
+    A JSON array of `{id, role, content, sequence, created_at, metadata, tool_calls}`, tool
+    calls `{id, tool_call_id, title, description, response, error}` in creation order.
+    `limit` 1-500 (100); `cursor` a sequence: only messages below it. `X-Next-Cursor`
+    carries the cursor of the next page while there is one. 404 for no such journal.
+    """
+    return _found(await _messages(request, principal.user_id, parse_reference(request)))
+
+
+@routes.get("/api/journal/{reference:.+}/export")
+@authenticated
+async def export(request: web.Request, principal: Principal) -> web.Response:
+    """The whole journal `YYYY/MM/DD` as a download: `format=markdown` (default) or `json`.
+
+    Messages in reading order with their tool calls; JSON is `{entry, messages}`.
+    """
+    reference = parse_reference(request)
+    query = parse_query(request, ExportQuery)
+    pool = request.app[PG_POOL]
+    found = await journal.find_entry(pool, principal.user_id, reference)
+    every = await journal.list_messages(
+        pool, principal.user_id, reference, limit=None, newest_first=False
+    )
+    if found is None or every is None:
+        raise _not_found()
+    render, content_type, extension = journal_export.FORMATS[query.format]
+    filename = f"journal-{reference.replace('/', '-')}.{extension}"
+    return web.Response(
+        body=render(found, every),
+        content_type=content_type,
+        charset="utf-8",
+        headers={hdrs.CONTENT_DISPOSITION: f'attachment; filename="{filename}"'},
+    )
+
+
+@routes.get("/api/journal/{reference:.+}")
+@authenticated
+async def entry(request: web.Request, principal: Principal) -> web.Response:
+    """The journal entry `YYYY/MM/DD`, or 404."""
+    return _found(await _entry(request, principal.user_id, parse_reference(request)))
+
+
+async def _entry(request: web.Request, user_id: uuid.UUID, reference: str) -> web.Response | None:
+    pool = request.app[PG_POOL]
+
+    async def load() -> bytes | None:
+        found = await journal.find_entry(pool, user_id, reference)
+        return None if found is None else _frame("", found)
+
+    return await _cached(request, user_id, reference, "entry", load)
+
+
+async def _messages(
+    request: web.Request, user_id: uuid.UUID, reference: str
+) -> web.Response | None:
+    query = parse_query(request, MessagesQuery)
+    pool = request.app[PG_POOL]
+
+    async def load() -> bytes | None:
+        found = await journal.list_messages(
+            pool, user_id, reference, limit=query.limit + 1, before=query.cursor
+        )
+        return None if found is None else _page(found, query.limit, lambda m: str(m.sequence))
+
+    name = f"messages:{query.limit}:{query.cursor or ''}"
+    return await _cached(request, user_id, reference, name, load)
+
+
+async def _cached(
+    request: web.Request,
+    user_id: uuid.UUID,
+    reference: str | None,
+    name: str,
+    load: Callable[[], Awaitable[bytes | None]],
+) -> web.Response | None:
+    """A framed page (cursor line, then JSON body) from the cache or ``load``; None: missing."""
+    page, outcome = await request.app[JOURNAL_CACHE].page(user_id, reference, name, load)
+    if page is None:
+        return None
+    cursor, _, body = page.partition(b"\n")
+    response = _json(body)
+    response.headers["X-Cache"] = outcome
+    if cursor:
+        response.headers[NEXT_CURSOR] = cursor.decode()
+    return response
+
+
+def _page(items: Sequence[T], limit: int, cursor_of: Callable[[T], str]) -> bytes:
+    """Up to ``limit`` of ``items`` (fetched with one extra to tell whether more exist)."""
+    shown = items[:limit]
+    return _frame(cursor_of(shown[-1]) if len(items) > limit else "", shown)
+
+
+def _frame(cursor: str, body: object) -> bytes:
+    # Compact JSON never holds a raw newline, so the first one ends the cursor.
+    return cursor.encode() + b"\n" + journal_export.dumps(body)
+
+
+def _json(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
+
+
+def _today() -> str:
+    return datetime.now(UTC).strftime("%Y/%m/%d")
+
+
+def _found(response: web.Response | None) -> web.Response:
+    if response is None:
+        raise _not_found()
+    return response
+
+
+def _not_found() -> JsonError:
+    return JsonError(404, "journal not found")

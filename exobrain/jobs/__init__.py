@@ -1,0 +1,26 @@
+"""Jobs on NATS JetStream: validation, the envelope and its publisher, shared by every producer.
+
+The orchestrator's ``EnqueueJob`` and the legacy direct-publish path both go
+through :class:`JobPublisher`, so a rollback of the rollout flag changes the
+transport and nothing else: same validation, same envelope, same dedupe.
+"""
+
+from .envelope import envelope, job_id_for, knowledge_message, knowledge_payload, subject
+from .errors import EnqueueUnavailable, InvalidJob
+from .publisher import Enqueue, JobPublisher, job_publisher
+from .validation import KNOWLEDGE_UPDATE, validate
+
+__all__ = [
+    "KNOWLEDGE_UPDATE",
+    "Enqueue",
+    "EnqueueUnavailable",
+    "InvalidJob",
+    "JobPublisher",
+    "envelope",
+    "job_id_for",
+    "job_publisher",
+    "knowledge_message",
+    "knowledge_payload",
+    "subject",
+    "validate",
+]

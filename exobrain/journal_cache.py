@@ -1,0 +1,262 @@
+"""A Redis read cache of journal pages, invalidated exactly when the journal changes.
+
+Every journal, and every user's list of entries, has a *generation*: a random
+token in Redis. A page's key contains the generation it was read under, so
+invalidation is one round trip that gives the changed journals (and their
+owners' lists) fresh tokens; old pages are never read again and expire on
+their TTL (jittered so that pages filled together do not expire together). A
+reader takes the generation *before* querying PostgreSQL, so a page filled
+from a pre-write snapshot is stored under the old token: a reader who saw a
+write acknowledged (the JournalActor announces before it answers) finds the
+new token and misses. Tokens are random rather than counters so that a
+generation lost to eviction or a Redis restart can never come back to match
+old pages.
+
+A miss is filled once per process: concurrent readers of the same cold page
+wait for the first one's query (single-flight on an in-process future).
+
+Redis is an optimisation, never a dependency. Each call has a short timeout;
+after a failure the cache is bypassed for ``retry`` seconds and reads go to
+PostgreSQL. An invalidation that cannot reach Redis is remembered, and until
+it lands this process reads only from PostgreSQL; other processes may serve
+the older page until its TTL (``JOURNAL_CACHE_TTL_SECONDS``) ends: that is the
+bound on staleness when Redis is partitioned from a writer but not from a
+reader. Needs a single Redis (not Cluster): page keys are derived in a script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import redis.asyncio as redis
+
+from exobrain.actors.journal import JournalChanged, Listener
+from exobrain.supervision import run_on_loop
+
+log = logging.getLogger(__name__)
+
+#: How a page was served, for the ``X-Cache`` header and the benchmark.
+Outcome = Literal["hit", "miss", "bypass"]
+#: A generation outlives every page stored under it only for hit rate, never for correctness.
+_GENERATION_TTL = 86_400
+_JITTER = 0.1
+
+#: Pages this process keeps in memory, so that a hit moves a token, not the page, from Redis.
+_LOCAL_BYTES = 64 * 1024 * 1024
+
+# KEYS[1] generation; ARGV: fresh token, page key prefix, page key suffix, generation TTL,
+# the generation of this process's copy. Returns {generation} when that copy is current,
+# else {generation, page or nil, page TTL in ms}.
+_READ = """
+local generation = redis.call('GET', KEYS[1])
+if not generation then
+    generation = ARGV[1]
+    redis.call('SET', KEYS[1], generation, 'EX', ARGV[4])
+end
+if generation == ARGV[5] then
+    return {generation}
+end
+local page = ARGV[2] .. generation .. ARGV[3]
+return {generation, redis.call('GET', page), redis.call('PTTL', page)}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    generation: bytes
+    page: bytes
+    expires: float
+
+
+class _LocalPages:
+    """The pages this process served last, one per page name, least recently used out first.
+
+    A copy is served only once Redis confirms its generation is still current,
+    and never past the TTL of the Redis page it copies: it changes the cost of a
+    hit, not what a hit may return.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._copies: OrderedDict[str, _Copy] = OrderedDict()
+        self._size = 0
+        self._capacity = capacity
+
+    def generation(self, slot: str) -> bytes:
+        """The generation of the live copy in ``slot``; empty when there is none."""
+        copy = self._copies.get(slot)
+        return b"" if copy is None or copy.expires <= time.monotonic() else copy.generation
+
+    def get(self, slot: str, generation: bytes) -> bytes | None:
+        copy = self._copies.get(slot)
+        if copy is None or copy.generation != generation:
+            return None
+        self._copies.move_to_end(slot)
+        return copy.page
+
+    def put(self, slot: str, generation: bytes, page: bytes, ttl: float) -> None:
+        if (old := self._copies.pop(slot, None)) is not None:
+            self._size -= len(old.page)
+        self._copies[slot] = _Copy(generation, page, time.monotonic() + ttl)
+        self._size += len(page)
+        while self._size > self._capacity:
+            _, evicted = self._copies.popitem(last=False)
+            self._size -= len(evicted.page)
+
+
+class JournalCache:
+    """Pages of a user's journals (``reference``) or of their entry list (``reference=None``)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        ttl: int,
+        timeout: float,
+        retry: float,
+        enabled: bool = True,
+    ) -> None:
+        self._client = client
+        self._prefix = f"{prefix}journal:"
+        self._ttl = ttl
+        self._timeout = timeout
+        self._retry = retry
+        self._enabled = enabled
+        self._read = client.register_script(_READ)
+        self._filling: dict[str, asyncio.Future[bytes | None]] = {}  # single-flight
+        self._local = _LocalPages(_LOCAL_BYTES)
+        self._dirty: set[str] = set()  # generations whose renewal has not reached Redis
+        self._down_until = 0.0
+
+    async def page(
+        self,
+        user_id: uuid.UUID,
+        reference: str | None,
+        name: str,
+        load: Callable[[], Awaitable[bytes | None]],
+    ) -> tuple[bytes | None, Outcome]:
+        """The page ``name`` from the cache, else from ``load`` (None is returned, not cached)."""
+        if not self._enabled or not await self._renew_dirty():
+            return await load(), "bypass"
+        generation_key = self._generation_key(user_id, reference)
+        slot = f"{generation_key}:{name}"
+        try:
+            async with asyncio.timeout(self._timeout):
+                generation, *fetched = await self._read(
+                    keys=[generation_key],
+                    args=[
+                        secrets.token_hex(8),
+                        f"{generation_key}:",
+                        f":{name}",
+                        _GENERATION_TTL,
+                        self._local.generation(slot),
+                    ],
+                )
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            self._failed("read", exc)
+            return await load(), "bypass"
+        if not fetched and (copy := self._local.get(slot, generation)) is not None:
+            return copy, "hit"
+        if fetched and fetched[0] is not None:
+            cached, ttl_ms = fetched
+            self._local.put(slot, generation, cached, ttl_ms / 1000)
+            return cached, "hit"
+        return await self._fill(generation_key, name, generation, load), "miss"
+
+    async def invalidate(self, journals: Iterable[tuple[uuid.UUID, str]]) -> None:
+        """Give the journals, and their owners' entry lists, new generations; never raises."""
+        for user_id, reference in journals:
+            self._dirty.add(self._generation_key(user_id, reference))
+            self._dirty.add(self._generation_key(user_id, None))
+        await self._renew_dirty()
+
+    def listener(self, loop: asyncio.AbstractEventLoop) -> Listener:
+        """A JournalActor listener that invalidates on ``loop`` before the writers are answered."""
+        deadline = self._timeout + 1.0  # a loop that cannot run it in time leaves it dirty
+
+        def on_change(event: JournalChanged) -> None:
+            if self._enabled:
+                run_on_loop(loop, self.invalidate(event.journals), timeout=deadline)
+
+        return on_change
+
+    async def _fill(
+        self,
+        generation_key: str,
+        name: str,
+        generation: bytes,
+        load: Callable[[], Awaitable[bytes | None]],
+    ) -> bytes | None:
+        """Load and store a missing page once, however many readers want it meanwhile.
+
+        The load runs in a task of its own, so a reader that goes away does not
+        cancel it for the others.
+        """
+        key = f"{generation_key}:{generation.decode()}:{name}"
+        filling = self._filling.get(key)
+        if filling is None:
+            filling = asyncio.ensure_future(
+                self._load_and_store(key, f"{generation_key}:{name}", generation, load)
+            )
+            self._filling[key] = filling
+            filling.add_done_callback(lambda done: self._filled(key, done))
+        return await asyncio.shield(filling)
+
+    def _filled(self, key: str, done: asyncio.Future[bytes | None]) -> None:
+        del self._filling[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here: a failure reaches every waiter, never the log
+
+    async def _load_and_store(
+        self, key: str, slot: str, generation: bytes, load: Callable[[], Awaitable[bytes | None]]
+    ) -> bytes | None:
+        value = await load()
+        if value is None:
+            return None
+        ttl = max(1, round(self._ttl * random.uniform(1 - _JITTER, 1 + _JITTER)))
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._client.set(key, value, ex=ttl)
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            self._failed("write", exc)
+        else:
+            self._local.put(slot, generation, value, ttl)
+        return value
+
+    async def _renew_dirty(self) -> bool:
+        """Push pending invalidations; False while Redis cannot be trusted or reached."""
+        if time.monotonic() < self._down_until:
+            return False
+        if not self._dirty:
+            return True
+        renewing = set(self._dirty)
+        try:
+            async with (
+                asyncio.timeout(self._timeout),
+                self._client.pipeline(transaction=False) as pipe,
+            ):
+                for key in renewing:
+                    pipe.set(key, secrets.token_hex(8), ex=_GENERATION_TTL)
+                await pipe.execute()
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            self._failed("invalidation", exc)
+            return False
+        self._dirty -= renewing
+        return True
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        if time.monotonic() >= self._down_until:
+            log.warning("journal cache %s failed, bypassing for %gs: %r", what, self._retry, exc)
+        self._down_until = time.monotonic() + self._retry
+
+    def _generation_key(self, user_id: uuid.UUID, reference: str | None) -> str:
+        return f"{self._prefix}{user_id}:{reference or 'entries'}"

@@ -1,0 +1,220 @@
+"""The KnowledgeDispatchActor against real PostgreSQL, a real orchestrator and JetStream.
+
+Crashes are injected at the two seams of the outbox protocol through the
+actor's ``enqueue`` dependency: before a job is enqueued, and after it was
+enqueued but before the outbox recorded it. The "process" then dies (its
+actor system stops) and a new one, on the same database and stream, must get
+every chunk into the stream exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from orchestrator.support import JobsStream, eventually, jobs_stream, orchestrator
+
+from exobrain.actors.journal import AppendMessages, NewMessage
+from exobrain.actors.journal.store import write_batch
+from exobrain.actors.knowledge import KnowledgeDispatchActor, RequestUpdate, request_update
+from exobrain.config import Settings
+from exobrain.jobs import Enqueue, InvalidJob, job_id_for
+from exobrain.orchestrator import OrchestratorClient
+from exobrain.proto import job_orchestrator_pb2 as pb
+from exobrain.store import create_pool, migrate
+from exobrain.supervision import ActorSystem, ChildSpec, Intensity
+
+REFERENCE = "2026/11/24"
+#: Small enough that a few messages make several chunks.
+BUDGET = 150
+
+
+class Crash(RuntimeError):
+    """Stands for the process dying at a seam."""
+
+
+@pytest.fixture
+async def stream(nats_url: str, namespace: str) -> AsyncIterator[JobsStream]:
+    async with jobs_stream(nats_url, namespace) as created:
+        yield created
+
+
+@pytest.fixture
+async def settings(
+    make_settings: Callable[..., Settings],
+    database_factory: Callable[[], str],
+    stream: JobsStream,
+) -> Settings:
+    """A database of the test's own: no other test's actor may resume its outbox rows."""
+    return make_settings(assistant_db_dsn=database_factory(), **stream.settings)
+
+
+@pytest.fixture
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    await migrate(str(settings.assistant_db_dsn))
+    created = await create_pool(settings)
+    yield created
+    await created.close()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[OrchestratorClient]:
+    async with orchestrator(settings) as running:
+        target = OrchestratorClient(f"127.0.0.1:{running.port}", deadline=5.0)
+        yield target
+        await target.close()
+
+
+async def start(pool: asyncpg.Pool, enqueue: Enqueue, **options: Any) -> ActorSystem:
+    loop = asyncio.get_running_loop()
+    spec = ChildSpec(
+        "knowledge",
+        lambda supervision: KnowledgeDispatchActor.start(
+            supervision,
+            pool=pool,
+            loop=loop,
+            enqueue=enqueue,
+            max_tokens=options.get("max_tokens", BUDGET),
+            enqueue_timeout=5.0,
+            resume_interval=options.get("resume_interval", 60.0),
+        ),
+    )
+    return await asyncio.to_thread(ActorSystem, [spec], intensity=Intensity())
+
+
+async def stop(system: ActorSystem) -> None:
+    await asyncio.to_thread(system.stop, 5)
+
+
+async def journal(pool: asyncpg.Pool, count: int, reference: str = REFERENCE) -> uuid.UUID:
+    user_id: uuid.UUID = await pool.fetchval(
+        "INSERT INTO users (email, name) VALUES ($1, 'Dispatch') RETURNING id",
+        f"{uuid.uuid4()}@knowledge.test",
+    )
+    messages = tuple(
+        NewMessage("user" if n % 2 else "assistant", f"message {n} " + "words " * 30)
+        for n in range(1, count + 1)
+    )
+    [outcome] = await write_batch(pool, [AppendMessages(user_id, reference, messages)])
+    assert not isinstance(outcome, Exception)
+    return user_id
+
+
+async def outbox(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT id, status, job_id, payload, message_ids FROM knowledge_dispatches"
+        " ORDER BY created_at, position"
+    )
+
+
+async def assert_each_chunk_once_in_the_stream(pool: asyncpg.Pool, stream: JobsStream) -> None:
+    rows = await outbox(pool)
+    assert rows
+    assert {row["status"] for row in rows} == {"enqueued"}
+    published = await stream.published()
+    assert [p.msg_id for p in published] == [str(row["id"]) for row in rows]
+    for row, job in zip(rows, published, strict=True):
+        assert row["job_id"] == job.envelope["job_id"] == job_id_for(str(row["id"]))
+        assert job.envelope["payload"] == row["payload"]
+
+
+async def test_an_update_enqueues_every_chunk_and_records_its_job(
+    pool: asyncpg.Pool, client: OrchestratorClient, stream: JobsStream
+) -> None:
+    user_id = await journal(pool, 6)
+    system = await start(pool, client.enqueue)
+    handle = system.handle("knowledge")
+    result = await request_update(handle, RequestUpdate(user_id), timeout=30)
+    assert result.status == "queued"
+    rows = await outbox(pool)
+    assert len(rows) > 1
+    assert list(result.job_ids) == [row["job_id"] for row in rows]
+    await assert_each_chunk_once_in_the_stream(pool, stream)
+    again = await request_update(handle, RequestUpdate(user_id), timeout=30)
+    assert again.status == "nothing_to_update"
+    await stop(system)
+
+
+async def test_a_crash_between_outbox_write_and_enqueue_loses_nothing(
+    pool: asyncpg.Pool, client: OrchestratorClient, stream: JobsStream
+) -> None:
+    user_id = await journal(pool, 6)
+
+    async def crash_before_enqueue(request: pb.EnqueueJobRequest) -> str:
+        raise Crash("died before enqueueing")
+
+    system = await start(pool, crash_before_enqueue)
+    with pytest.raises(Crash):
+        await request_update(system.handle("knowledge"), RequestUpdate(user_id), timeout=30)
+    await stop(system)
+    rows = await outbox(pool)
+    assert rows
+    assert {row["status"] for row in rows} == {"pending"}
+    assert await stream.published() == []
+
+    restarted = await start(pool, client.enqueue)  # resumes pending rows on start
+
+    async def settled() -> bool:
+        return {row["status"] for row in await outbox(pool)} == {"enqueued"}
+
+    assert await eventually(settled)
+    await stop(restarted)
+    await assert_each_chunk_once_in_the_stream(pool, stream)
+
+
+async def test_a_crash_between_enqueue_and_outbox_update_enqueues_nothing_twice(
+    pool: asyncpg.Pool, client: OrchestratorClient, stream: JobsStream
+) -> None:
+    user_id = await journal(pool, 6)
+    enqueued: list[str] = []
+    crash_at = 3
+
+    async def crash_after_enqueue(request: pb.EnqueueJobRequest) -> str:
+        job_id = await client.enqueue(request)
+        enqueued.append(job_id)
+        if len(enqueued) == crash_at:
+            raise Crash("died before recording the job ids")
+        return job_id
+
+    system = await start(pool, crash_after_enqueue)
+    with pytest.raises(Crash):
+        await request_update(system.handle("knowledge"), RequestUpdate(user_id), timeout=30)
+    await stop(system)
+    assert {row["status"] for row in await outbox(pool)} == {"pending"}
+    assert len(await stream.published()) == crash_at  # in the stream, unknown to the outbox
+
+    restarted = await start(pool, client.enqueue)
+
+    async def settled() -> bool:
+        return {row["status"] for row in await outbox(pool)} == {"enqueued"}
+
+    assert await eventually(settled)
+    await stop(restarted)
+    await assert_each_chunk_once_in_the_stream(pool, stream)
+    rows = await outbox(pool)
+    assert [row["job_id"] for row in rows[:crash_at]] == enqueued  # the first enqueue's ids
+
+
+async def test_a_refused_job_is_recorded_as_failed_and_not_retried(
+    pool: asyncpg.Pool, stream: JobsStream
+) -> None:
+    user_id = await journal(pool, 2)
+    calls: list[str] = []
+
+    async def refuse(request: pb.EnqueueJobRequest) -> str:
+        calls.append(request.idempotency_key)
+        raise InvalidJob("messages[0].role must be one of ...")
+
+    system = await start(pool, refuse)
+    result = await request_update(system.handle("knowledge"), RequestUpdate(user_id), timeout=30)
+    assert result.status == "rejected"
+    assert result.errors
+    rows = await pool.fetch("SELECT status, last_error, attempts FROM knowledge_dispatches")
+    assert [(r["status"], r["attempts"]) for r in rows] == [("failed", 1)] * len(rows)
+    assert all("role" in r["last_error"] for r in rows)
+    await stop(system)
+    assert len(calls) == len(rows)
