@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from exobrain.actors.journal import AppendMessages, JournalActor, NewMessage, append
+from exobrain.actors.journal import AppendMessages, NewMessage, append, journal_spec
 from exobrain.config import load_settings
 from exobrain.metrics import Metrics
 from exobrain.store import create_pool, migrate
@@ -37,23 +37,9 @@ async def journal(session: aiohttp.ClientSession, options: Options) -> list[Summ
     await migrate(options.dsn)
     settings = load_settings(assistant_db_dsn=options.dsn)
     pool = await create_pool(settings)
-    loop = asyncio.get_running_loop()
     system = await asyncio.to_thread(
         ActorSystem,
-        [
-            ChildSpec(
-                "journal",
-                lambda supervision: JournalActor.start(
-                    supervision,
-                    pool=pool,
-                    loop=loop,
-                    max_batch=settings.journal_batch_max_size,
-                    max_delay=settings.journal_batch_max_delay_ms / 1000,
-                    write_timeout=settings.journal_write_timeout_seconds,
-                    metrics=Metrics(),
-                ),
-            )
-        ],
+        [journal_spec(settings, pool, asyncio.get_running_loop(), Metrics())],
         intensity=Intensity(),
     )
     handle = system.handle("journal")

@@ -1,9 +1,39 @@
 """The journal: the single writer of chat messages and tool calls."""
 
-from exobrain.supervision import ChildHandle, ask, wait
+import asyncio
+from collections.abc import Sequence
+
+import asyncpg
+
+from exobrain.config import Settings
+from exobrain.metrics import Metrics
+from exobrain.supervision import ChildHandle, ChildSpec, ask, wait
 
 from .actor import JournalActor, Listener
 from .messages import AppendMessages, JournalChanged, NewMessage, NewToolCall, StoredMessage
+
+
+def journal_spec(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    loop: asyncio.AbstractEventLoop,
+    metrics: Metrics,
+    listeners: Sequence[Listener] = (),
+) -> ChildSpec:
+    """The JournalActor as a supervised child, configured from ``settings``."""
+    return ChildSpec(
+        "journal",
+        lambda supervision: JournalActor.start(
+            supervision,
+            pool=pool,
+            loop=loop,
+            max_batch=settings.journal_batch_max_size,
+            max_delay=settings.journal_batch_max_delay_ms / 1000,
+            write_timeout=settings.journal_write_timeout_seconds,
+            metrics=metrics,
+            listeners=listeners,
+        ),
+    )
 
 
 async def append(
@@ -24,4 +54,5 @@ __all__ = [
     "NewToolCall",
     "StoredMessage",
     "append",
+    "journal_spec",
 ]
