@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 EventName = Literal["tool_call", "tool_response", "error", "message_chunk", "done"]
@@ -51,6 +51,7 @@ Event = ToolCall | ToolResponse | Error | MessageChunk | Done
 
 def wire(event: Event) -> tuple[EventName, dict[str, Any]]:
     """The event's name and its ``data`` payload as clients receive them."""
-    data = asdict(event)
-    del data["name"]
+    if isinstance(event, MessageChunk):  # the hot path: ~150 of these per answer
+        return "message_chunk", {"text": event.text}
+    data = {field: getattr(event, field) for field in event.__slots__ if field != "name"}
     return event.name, data

@@ -111,7 +111,7 @@ class SessionActor(SupervisedActor):
             case Subscribe(stream_id=stream_id, after_seq=after_seq, sink=sink):
                 stream = self._stream(stream_id)
                 stream.subscribers.add(sink)
-                return Backlog(stream.after(after_seq), stream.finished)
+                return Backlog(tuple(stream.after(after_seq)), stream.finished)
             case CancelTurn(stream_id=stream_id):
                 return self._cancel(stream_id)
             case Unsubscribe(stream_id=stream_id, sink=sink):

@@ -14,7 +14,7 @@ import asyncio
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableSequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -55,8 +55,22 @@ class Stream:
             subscriber.push(batch)
         return batch
 
-    def after(self, seq: int) -> tuple[StreamEvent, ...]:
-        return tuple(self.events[max(0, seq) :])
+    def after(self, seq: int) -> list[StreamEvent]:
+        """The events after ``seq``, adjacent chunks merged: a late reader is behind anyway."""
+        merged: list[StreamEvent] = []
+        coalesce(merged, self.events[max(0, seq) :])
+        return merged
+
+
+def coalesce(into: MutableSequence[StreamEvent], events: Iterable[StreamEvent]) -> None:
+    """Append ``events`` to ``into``, merging each ``message_chunk`` into a chunk before it."""
+    for event in events:
+        last = into[-1] if into else None
+        if last is not None and last.name == event.name == "message_chunk":
+            text = last.data["text"] + event.data["text"]
+            into[-1] = StreamEvent(event.seq, "message_chunk", {"text": text})
+        else:
+            into.append(event)
 
 
 class Subscription:
@@ -72,13 +86,7 @@ class Subscription:
             self._loop.call_soon_threadsafe(self._accept, events)
 
     def _accept(self, events: tuple[StreamEvent, ...]) -> None:
-        for event in events:
-            last = self._pending[-1] if self._pending else None
-            if last is not None and last.name == event.name == "message_chunk":
-                text = last.data["text"] + event.data["text"]
-                self._pending[-1] = StreamEvent(event.seq, "message_chunk", {"text": text})
-            else:
-                self._pending.append(event)
+        coalesce(self._pending, events)
         self._ready.set()
 
     async def next(self, timeout: float) -> list[StreamEvent]:
