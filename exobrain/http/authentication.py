@@ -8,8 +8,8 @@ a revoked session is refused at once, not when a token expires.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -86,30 +86,30 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 async def authenticate(request: web.Request) -> Principal:
-    """The caller, or a 401 :class:`JsonError`."""
-    user_id = await _claimed_user(request)
-    principal = None if user_id is None else await find_user(request.app[PG_POOL], user_id)
-    if principal is None:
-        raise unauthorized()
-    return principal
-
-
-async def _claimed_user(request: web.Request) -> uuid.UUID | None:
-    """The user named by the request's credentials while they are valid and live.
+    """The caller, or a 401 :class:`JsonError`.
 
     A Bearer header, when present, decides alone: a bad token is refused even if
-    a valid cookie came with it.
+    a valid cookie came with it. For a token, the login's liveness (Redis) and
+    the user's row (PostgreSQL) are independent and looked up at once.
     """
-    auth = request.app[AUTH]
+    auth, pool = request.app[AUTH], request.app[PG_POOL]
+    principal: Principal | None = None
     if (token := bearer_token(request)) is not None:
         try:
             claims = auth.access_tokens.decode(token)
         except InvalidTokenError:
-            return None
-        return claims.user_id if await auth.refresh_tokens.is_live(claims.login_id) else None
-    if session_id := request.cookies.get(request.app[SETTINGS].auth_cookie_name):
-        return await auth.sessions.user_id(session_id)
-    return None
+            raise unauthorized() from None
+        live, principal = await asyncio.gather(
+            auth.refresh_tokens.is_live(claims.login_id), find_user(pool, claims.user_id)
+        )
+        if not live:
+            principal = None
+    elif session_id := request.cookies.get(request.app[SETTINGS].auth_cookie_name):
+        user_id = await auth.sessions.user_id(session_id)
+        principal = None if user_id is None else await find_user(pool, user_id)
+    if principal is None:
+        raise unauthorized()
+    return principal
 
 
 def authenticated(handler: AuthenticatedHandler) -> Handler:
