@@ -88,16 +88,16 @@ class SupervisedActor(pykka.ThreadingActor):
         try:
             self.started()
         except Exception as exc:
-            self._report(Failure.of(time.time(), exc))
+            self._report_exit(Failure.of(time.time(), exc))
             raise
 
     def on_stop(self) -> None:
         try:
             self.stopping()
         except Exception as exc:
-            self._report(Failure.of(time.time(), exc))
+            self._report_exit(Failure.of(time.time(), exc))
             raise
-        self._report(None)
+        self._report_exit(None)
 
     def on_failure(
         self,
@@ -108,9 +108,9 @@ class SupervisedActor(pykka.ThreadingActor):
         try:
             self.failed(exception_value)
         finally:
-            self._report(Failure.of(time.time(), exception_value))
+            self._report_exit(Failure.of(time.time(), exception_value))
 
-    def _report(self, failure: Failure | None) -> None:
+    def _report_exit(self, failure: Failure | None) -> None:
         parent = self.supervision.parent
         if parent is None:
             return

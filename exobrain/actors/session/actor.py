@@ -185,11 +185,11 @@ class SessionActor(SupervisedActor):
             queued.text,
         )  # fmt: skip
         future = asyncio.run_coroutine_threadsafe(
-            run_chat_turn(self._agent, request, self._report), self._loop
+            run_chat_turn(self._agent, request, self._from_turn), self._loop
         )
         self._running = (queued, future)
 
-    def _report(self, message: Any) -> None:
+    def _from_turn(self, message: Any) -> None:
         """Runs on the loop: the turn's messages to this actor."""
         with contextlib.suppress(pykka.ActorDeadError):  # a stopped session needs no more
             self.actor_ref.tell(message)
