@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from exobrain.actors.journal import JournalActor, Listener
+from exobrain.actors.journal import Listener, journal_spec
 from exobrain.metrics import Metrics
 from exobrain.supervision import ActorSystem, ChildHandle, ChildSpec, Intensity, fatal_event
 
@@ -32,20 +32,9 @@ FATAL = web.AppKey("fatal", asyncio.Event)
 
 
 def journal_child(app: web.Application) -> ChildSpec:
-    settings = app[SETTINGS]
-    pool, loop = app[PG_POOL], asyncio.get_running_loop()
-    return ChildSpec(
-        "journal",
-        lambda supervision: JournalActor.start(
-            supervision,
-            pool=pool,
-            loop=loop,
-            max_batch=settings.journal_batch_max_size,
-            max_delay=settings.journal_batch_max_delay_ms / 1000,
-            write_timeout=settings.journal_write_timeout_seconds,
-            metrics=app[METRICS],
-            listeners=app[JOURNAL_LISTENERS],
-        ),
+    listeners: list[Listener] = app[JOURNAL_LISTENERS]
+    return journal_spec(
+        app[SETTINGS], app[PG_POOL], asyncio.get_running_loop(), app[METRICS], listeners
     )
 
 
