@@ -197,9 +197,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"AUTH_JWT_SECRET: the development default is refused when APP_ENV={self.app_env}"
             )
-        if len(secret.encode()) < 32:
+        needed = int(self.auth_jwt_algorithm[2:]) // 8  # RFC 7518: a key as long as the hash
+        if len(secret.encode()) < needed:
             raise ValueError(
-                "AUTH_JWT_SECRET: must be at least 32 bytes for HMAC signing outside APP_ENV=local"
+                f"AUTH_JWT_SECRET: must be at least {needed} bytes for {self.auth_jwt_algorithm}"
+                " outside APP_ENV=local"
             )
         return self
 

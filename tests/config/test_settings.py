@@ -98,7 +98,9 @@ def test_default_jwt_secret_is_refused_outside_local() -> None:
     assert line.startswith("AUTH_JWT_SECRET: ")
     assert "refused" in line
     [line] = problems(APP_ENV="staging", AUTH_JWT_SECRET="short")
-    assert "32 bytes" in line
+    assert "32 bytes for HS256" in line
+    [line] = problems(APP_ENV="staging", AUTH_JWT_SECRET="s" * 40, AUTH_JWT_ALGORITHM="HS512")
+    assert "64 bytes for HS512" in line
 
 
 def test_default_jwt_secret_is_accepted_locally_only() -> None:
