@@ -190,3 +190,26 @@ async def test_an_unreachable_provider_ends_the_turn_in_plain_words(
     assert rows[1]["metadata"]["status"] == "error"
     followup = (await (await send(client, headers, "still there?")).json())["stream_id"]
     assert followup != stream_id  # the session is healthy and takes the next message
+
+
+async def test_a_quiet_stream_sends_heartbeat_comments(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    provider: tuple[FakeProvider, str],
+) -> None:
+    fake, url = provider
+    fake.scripts.append(Stream(text("Thinking").chunks, stall_after=2))  # a long tool call, say
+    client = await start(
+        aiohttp_client,
+        make_settings,
+        main_agent_use_mock=False,
+        model_provider_base_url=url,
+        chat_sse_heartbeat_seconds=0.1,
+    )
+    _, headers = await signed_in(client)
+    stream_id = (await (await send(client, headers, "take long")).json())["stream_id"]
+    reader = await client.get(f"/api/chat/stream/{stream_id}", headers=headers)
+    lines = [(await reader.content.readline()).decode() for _ in range(8)]
+    assert ": keep-alive\n" in lines
+    await client.post(f"/api/chat/stream/{stream_id}/cancel", headers=headers)
+    assert parse_sse((await reader.content.read()).decode())[-1][1] == "done"
