@@ -25,6 +25,15 @@ class SearchHit:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchQuery:
+    text: str
+    max_results: int
+    recency_days: int | None = None
+    include_domains: tuple[str, ...] = ()
+    exclude_domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     url: str
     title: str
@@ -32,15 +41,7 @@ class Page:
 
 
 class WebBackend(Protocol):
-    async def search(
-        self,
-        query: str,
-        *,
-        max_results: int,
-        recency_days: int | None,
-        include_domains: list[str],
-        exclude_domains: list[str],
-    ) -> list[SearchHit]: ...
+    async def search(self, query: SearchQuery) -> list[SearchHit]: ...
 
     async def fetch(self, url: str) -> Page: ...
 
@@ -54,23 +55,15 @@ class TavilyBackend:
         self._client = AsyncTavilyClient(api_key=api_key, api_base_url=base_url)
         self._timeout = timeout
 
-    async def search(
-        self,
-        query: str,
-        *,
-        max_results: int,
-        recency_days: int | None,
-        include_domains: list[str],
-        exclude_domains: list[str],
-    ) -> list[SearchHit]:
+    async def search(self, query: SearchQuery) -> list[SearchHit]:
         answer = await self._call(
             self._client.search(
-                query,
-                max_results=max_results,
-                days=recency_days,
-                topic="news" if recency_days else "general",
-                include_domains=include_domains or None,
-                exclude_domains=exclude_domains or None,
+                query.text,
+                max_results=query.max_results,
+                days=query.recency_days,
+                topic="news" if query.recency_days else "general",
+                include_domains=list(query.include_domains) or None,
+                exclude_domains=list(query.exclude_domains) or None,
                 timeout=self._timeout,
             )
         )
@@ -130,22 +123,17 @@ class MockBackend:
         self._hits = [SearchHit(**hit) for hit in fixture.get("search", [])]
         self._pages = {url: Page(url=url, **page) for url, page in fixture.get("pages", {}).items()}
 
-    async def search(
-        self,
-        query: str,
-        *,
-        max_results: int,
-        recency_days: int | None,
-        include_domains: list[str],
-        exclude_domains: list[str],
-    ) -> list[SearchHit]:
+    async def search(self, query: SearchQuery) -> list[SearchHit]:
         hits = [
             hit
             for hit in self._hits
-            if not any(domain in hit.url for domain in exclude_domains)
-            and (not include_domains or any(domain in hit.url for domain in include_domains))
+            if not any(domain in hit.url for domain in query.exclude_domains)
+            and (
+                not query.include_domains
+                or any(domain in hit.url for domain in query.include_domains)
+            )
         ]
-        return hits[:max_results]
+        return hits[: query.max_results]
 
     async def fetch(self, url: str) -> Page:
         if url in self._pages:

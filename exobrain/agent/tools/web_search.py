@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 from pydantic import BaseModel, Field
 
-from .backend import WebBackend
+from .backend import SearchQuery, WebBackend
 from .base import Tool, ToolResult
 
 
@@ -33,23 +33,15 @@ class WebSearch(Tool[SearchArguments]):
 
     async def run(self, arguments: SearchArguments) -> ToolResult:
         hits = await self._backend.search(
-            arguments.query,
-            max_results=arguments.max_results,
-            recency_days=arguments.recency_days,
-            include_domains=arguments.include_domains,
-            exclude_domains=arguments.exclude_domains,
+            SearchQuery(
+                arguments.query,
+                arguments.max_results,
+                arguments.recency_days,
+                tuple(arguments.include_domains),
+                tuple(arguments.exclude_domains),
+            )
         )
-        results = [
-            {
-                "title": hit.title,
-                "url": hit.url,
-                "snippet": hit.snippet,
-                "score": hit.score,
-                "published_at": hit.published_at,
-            }
-            for hit in hits
-        ]
         return ToolResult(
-            content=orjson.dumps({"results": results}).decode(),
-            summary=f"Found {len(results)} candidate sources",
+            content=orjson.dumps({"results": hits}).decode(),  # hits serialise as their fields
+            summary=f"Found {len(hits)} candidate sources",
         )
