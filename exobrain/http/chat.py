@@ -228,6 +228,14 @@ async def _rate_limit(request: web.Request, principal: Principal) -> None:
         )
 
 
+async def _ask_stream(session: pykka.ActorRef[Any], message: object) -> Any:
+    """Ask the user's session about one of its streams; a stream it does not have is 404."""
+    try:
+        return await ask(session, message, timeout=_ASK_TIMEOUT)
+    except StreamNotFound:
+        raise JsonError(404, "stream not found") from None
+
+
 def _stream_id(request: web.Request) -> uuid.UUID:
     try:
         return uuid.UUID(request.match_info["stream_id"])
@@ -247,12 +255,7 @@ async def follow_stream(request: web.Request, principal: Principal) -> web.Strea
     after = _last_event_id(request)
     session = await _session(request, principal)
     sink = Subscription(asyncio.get_running_loop())
-    try:
-        backlog: Backlog = await ask(
-            session, Subscribe(stream_id, after, sink), timeout=_ASK_TIMEOUT
-        )
-    except StreamNotFound:
-        raise JsonError(404, "stream not found") from None
+    backlog: Backlog = await _ask_stream(session, Subscribe(stream_id, after, sink))
     response = web.StreamResponse(
         headers={
             hdrs.CONTENT_TYPE: "text/event-stream",
@@ -305,8 +308,5 @@ async def cancel_stream(request: web.Request, principal: Principal) -> web.Respo
     `done {reason: "cancelled"}`. `{cancelled: false}` when it had already finished."""
     stream_id = _stream_id(request)
     session = await _session(request, principal)
-    try:
-        cancelled = await ask(session, CancelTurn(stream_id), timeout=_ASK_TIMEOUT)
-    except StreamNotFound:
-        raise JsonError(404, "stream not found") from None
+    cancelled = await _ask_stream(session, CancelTurn(stream_id))
     return json_response({"cancelled": cancelled})
