@@ -1,7 +1,7 @@
 """``/api/chat``: send a message, follow its answer over SSE, cancel it (DESIGN.md §5).
 
-Handlers hold no chat state: they find the user's SessionActor through the
-SessionManager and talk to it through the loop bridge.
+Also where chat starts: the model and tools every session shares, and the
+SessionManager among the actors.
 """
 
 from __future__ import annotations
@@ -9,34 +9,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import openai
 import orjson
 import pykka
-import redis.asyncio as redis
 from aiohttp import hdrs, web
-from pydantic import BaseModel, ValidationInfo, field_validator
 
 from exobrain.actors.session import (
     Agent,
-    Backlog,
     CancelTurn,
-    SendMessage,
     SessionActor,
-    SessionFor,
+    SessionEnded,
     SessionLimits,
     SessionManager,
     StreamEvent,
-    StreamNotFound,
     Subscribe,
+    Subscribed,
     Subscription,
     Tick,
-    TurnRejected,
     Unsubscribe,
 )
 from exobrain.agent.mock import MockReplies, load_messages
@@ -44,18 +38,17 @@ from exobrain.agent.model import MockModel, Model, OpenAIModel
 from exobrain.agent.prompt import system_prompt
 from exobrain.agent.tools import MockBackend, TavilyBackend, Tools, WebBackend, build_tools
 from exobrain.auth import Principal
-from exobrain.supervision import ActorUnavailable, ChildSpec, Supervision, ask, tell
+from exobrain.supervision import ActorUnavailable, ChildSpec, Supervision, tell
 
+from . import chat_sessions
 from .actors import ACTOR_CHILDREN, JOURNAL, SESSIONS
 from .authentication import authenticated
+from .chat_sessions import ChatMessage, ChatRefused, ask_stream, session_for
 from .errors import JsonError, json_response
-from .resources import PG_POOL, REDIS, SETTINGS
+from .resources import PG_POOL, SETTINGS
 from .validation import parse_body
 
 log = logging.getLogger(__name__)
-
-#: How long a loop → session request may take (the first includes storing the message).
-_ASK_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,21 +60,6 @@ class ChatResources:
 
 CHAT = web.AppKey("chat", ChatResources)
 routes = web.RouteTableDef()
-
-
-class ChatMessage(BaseModel):
-    message: str
-    client_message_id: uuid.UUID
-
-    @field_validator("message")
-    @classmethod
-    def _bounded(cls, value: str, info: ValidationInfo) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        limit = (info.context or {}).get("max_chars")
-        if limit is not None and len(value) > limit:
-            raise ValueError(f"must be at most {limit} characters")
-        return value
 
 
 async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -171,16 +149,12 @@ def setup_chat(app: web.Application) -> None:
     app.router.add_routes(routes)
 
 
-async def _session(request: web.Request, principal: Principal) -> pykka.ActorRef[Any]:
+@contextlib.contextmanager
+def _as_http() -> Iterator[None]:
     try:
-        ref: pykka.ActorRef[Any] = await ask(
-            request.app[SESSIONS].ref, SessionFor(principal.user_id), timeout=_ASK_TIMEOUT
-        )
-    except ActorUnavailable:
-        raise JsonError(
-            503, "chat is not available right now", headers={"Retry-After": "1"}
-        ) from None
-    return ref
+        yield
+    except ChatRefused as exc:
+        raise JsonError(exc.status, exc.message, headers=exc.headers) from None
 
 
 @routes.post("/api/chat/message")
@@ -195,45 +169,9 @@ async def send_message(request: web.Request, principal: Principal) -> web.Respon
     body = await parse_body(
         request, ChatMessage, context={"max_chars": settings.chat_max_message_chars}
     )
-    await _rate_limit(request, principal)
-    session = await _session(request, principal)
-    try:
-        accepted = await ask(
-            session, SendMessage(body.client_message_id, body.message), timeout=_ASK_TIMEOUT
-        )
-    except TurnRejected as exc:
-        raise JsonError(429, str(exc), headers={hdrs.RETRY_AFTER: "5"}) from None
-    except ActorUnavailable:
-        raise JsonError(503, "chat is restarting", headers={hdrs.RETRY_AFTER: "1"}) from None
+    with _as_http():
+        accepted = await chat_sessions.send_message(request.app, principal.user_id, body)
     return json_response({"stream_id": str(accepted.stream_id)})
-
-
-async def _rate_limit(request: web.Request, principal: Principal) -> None:
-    """At most CHAT_RATE_LIMIT_PER_MINUTE messages per user and minute (open if Redis is down)."""
-    settings, client = request.app[SETTINGS], request.app[REDIS]
-    window = int(time.time() // 60)
-    key = f"{settings.redis_key_prefix}chat-rate:{principal.user_id}:{window}"
-    try:
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 61)
-            count, _ = await pipe.execute()
-    except redis.RedisError as exc:
-        log.warning("chat rate limit skipped, Redis unavailable: %s", exc)
-        return
-    if count > settings.chat_rate_limit_per_minute:
-        retry_after = str(60 - int(time.time()) % 60)
-        raise JsonError(
-            429, "too many messages, slow down", headers={hdrs.RETRY_AFTER: retry_after}
-        )
-
-
-async def _ask_stream(session: pykka.ActorRef[Any], message: object) -> Any:
-    """Ask the user's session about one of its streams; a stream it does not have is 404."""
-    try:
-        return await ask(session, message, timeout=_ASK_TIMEOUT)
-    except StreamNotFound:
-        raise JsonError(404, "stream not found") from None
 
 
 def _stream_id(request: web.Request) -> uuid.UUID:
@@ -253,9 +191,10 @@ async def follow_stream(request: web.Request, principal: Principal) -> web.Strea
     """
     stream_id, settings = _stream_id(request), request.app[SETTINGS]
     after = _last_event_id(request)
-    session = await _session(request, principal)
     sink = Subscription(asyncio.get_running_loop())
-    backlog: Backlog = await _ask_stream(session, Subscribe(stream_id, after, sink))
+    with _as_http():
+        session = await session_for(request.app, principal.user_id)
+        subscribed: Subscribed = await ask_stream(session, Subscribe(stream_id, after, sink))
     response = web.StreamResponse(
         headers={
             hdrs.CONTENT_TYPE: "text/event-stream",
@@ -265,7 +204,7 @@ async def follow_stream(request: web.Request, principal: Principal) -> web.Strea
     )
     try:
         await response.prepare(request)
-        done = await _write(response, backlog.events)
+        done = subscribed.finished and subscribed.last_seq <= after
         while not done:
             events = await sink.next(settings.chat_sse_heartbeat_seconds)
             if events:
@@ -274,6 +213,8 @@ async def follow_stream(request: web.Request, principal: Principal) -> web.Strea
                 await response.write(b": keep-alive\n\n")
     except (ConnectionResetError, ConnectionError):
         log.debug("stream %s reader went away", stream_id)
+    except SessionEnded:
+        log.info("stream %s ended with its session", stream_id)
     finally:
         with contextlib.suppress(ActorUnavailable):
             tell(session, Unsubscribe(stream_id, sink))
@@ -307,6 +248,7 @@ async def cancel_stream(request: web.Request, principal: Principal) -> web.Respo
     """Stop the stream's turn: its partial answer is stored and the stream ends with
     `done {reason: "cancelled"}`. `{cancelled: false}` when it had already finished."""
     stream_id = _stream_id(request)
-    session = await _session(request, principal)
-    cancelled = await _ask_stream(session, CancelTurn(stream_id))
+    with _as_http():
+        session = await session_for(request.app, principal.user_id)
+        cancelled = await ask_stream(session, CancelTurn(stream_id))
     return json_response({"cancelled": cancelled})

@@ -4,32 +4,42 @@ from .actor import SessionActor, SessionLimits, stream_id_for, today
 from .manager import SessionManager
 from .messages import (
     Accepted,
-    Backlog,
+    ActiveStream,
+    Attach,
     CancelTurn,
+    Detach,
     SendMessage,
     SessionFor,
+    StopSessions,
     StreamNotFound,
     Subscribe,
+    Subscribed,
     Tick,
     TurnRejected,
     Unsubscribe,
 )
-from .stream import StreamEvent, Subscription
+from .stream import SessionEnded, StreamEvent, SubscriberTooSlow, Subscription
 from .turn import Agent
 
 __all__ = [
     "Accepted",
+    "ActiveStream",
     "Agent",
-    "Backlog",
+    "Attach",
     "CancelTurn",
+    "Detach",
     "SendMessage",
     "SessionActor",
+    "SessionEnded",
     "SessionFor",
     "SessionLimits",
     "SessionManager",
+    "StopSessions",
     "StreamEvent",
     "StreamNotFound",
     "Subscribe",
+    "Subscribed",
+    "SubscriberTooSlow",
     "Subscription",
     "Tick",
     "TurnRejected",

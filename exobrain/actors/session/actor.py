@@ -29,18 +29,21 @@ from exobrain.supervision import SupervisedActor, Supervision, run_on_loop
 
 from .messages import (
     Accepted,
-    Backlog,
+    ActiveStream,
+    Attach,
     CancelTurn,
+    Detach,
     SendMessage,
     StreamNotFound,
     Subscribe,
+    Subscribed,
     Tick,
     TurnEvents,
     TurnFinished,
     TurnRejected,
     Unsubscribe,
 )
-from .stream import Stream
+from .stream import Stream, Subscription
 from .turn import Agent, TurnRequest, run_chat_turn
 
 log = logging.getLogger(__name__)
@@ -91,6 +94,7 @@ class SessionActor(SupervisedActor):
         self._loop = loop
         self._limits = limits
         self._streams: dict[uuid.UUID, Stream] = {}
+        self._attached: set[Subscription] = set()
         self._queue: deque[_Queued] = deque()
         self._running: tuple[_Queued, concurrent.futures.Future[TurnFinished]] | None = None
         self._window: list[dict[str, str]] = []
@@ -109,14 +113,23 @@ class SessionActor(SupervisedActor):
             case SendMessage():
                 return self._send(message)
             case Subscribe(stream_id=stream_id, after_seq=after_seq, sink=sink):
-                stream = self._stream(stream_id)
-                stream.subscribers.add(sink)
-                return Backlog(tuple(stream.after(after_seq)), stream.finished)
+                return self._subscribe(self._stream(stream_id), after_seq, sink)
             case CancelTurn(stream_id=stream_id):
                 return self._cancel(stream_id)
             case Unsubscribe(stream_id=stream_id, sink=sink):
                 if stream_id in self._streams:
                     self._streams[stream_id].subscribers.discard(sink)
+            case Attach(sink=sink):
+                self._attached.add(sink)
+                return tuple(
+                    ActiveStream(s.stream_id, s.last_seq)
+                    for s in self._streams.values()
+                    if not s.finished
+                )
+            case Detach(sink=sink):
+                self._attached.discard(sink)
+                for stream in self._streams.values():
+                    stream.subscribers.discard(sink)
             case TurnEvents(stream_id=stream_id, events=events):
                 self._streams[stream_id].append(events)
             case TurnFinished():
@@ -129,23 +142,27 @@ class SessionActor(SupervisedActor):
 
     def stopping(self) -> None:
         if self._running is not None:
-            queued, future = self._running
+            _, future = self._running
             with contextlib.suppress(
                 concurrent.futures.TimeoutError, concurrent.futures.CancelledError
             ):
                 self._finish(future.result(timeout=self._agent.write_timeout + 5))
-        for queued in self._queue:
-            self._streams[queued.stream_id].append(
-                [Error(None, "the service is shutting down"), Done("error")]
-            )
+        self._end_unanswered("the service is shutting down")
 
     def failed(self, exc: BaseException | None) -> None:
         if self._running is not None:
             queued, future = self._running
             future.cancel()
-            self._streams[queued.stream_id].append(
-                [Error(None, "the chat session failed; please try again"), Done("error")]
-            )
+            self._queue.appendleft(queued)
+        self._end_unanswered("the chat session failed; please try again")
+
+    def _end_unanswered(self, why: str) -> None:
+        """Streams that will get no answer end with ``error`` then ``done``; readers are let go."""
+        for queued in self._queue:
+            self._streams[queued.stream_id].append([Error(None, why), Done("error")])
+        self._queue.clear()
+        for sink in self._attached:
+            sink.end()
 
     def _send(self, message: SendMessage) -> Accepted:
         stream_id = stream_id_for(self._user_id, message.client_message_id)
@@ -162,7 +179,8 @@ class SessionActor(SupervisedActor):
         )
         if stored.duplicate:  # stored before this incarnation: its turn ran or was lost with it
             return Accepted(stream_id, reference, duplicate=True)
-        self._streams[stream_id] = Stream(stream_id, message.client_message_id, reference)
+        stream = self._streams[stream_id] = Stream(stream_id, message.client_message_id, reference)
+        stream.subscribers |= self._attached
         self._forget_old_streams()
         self._queue.append(_Queued(stream_id, reference, message.text))
         self._start_next()
@@ -223,6 +241,12 @@ class SessionActor(SupervisedActor):
                 return True
         return False
 
+    def _subscribe(self, stream: Stream, after_seq: int, sink: Subscription) -> Subscribed:
+        sink.push(tuple(stream.after(after_seq)))
+        if not stream.finished:
+            stream.subscribers.add(sink)
+        return Subscribed(stream.last_seq, stream.finished)
+
     def _stream(self, stream_id: uuid.UUID) -> Stream:
         try:
             return self._streams[stream_id]
@@ -255,7 +279,7 @@ class SessionActor(SupervisedActor):
             finished_at = stream.finished_at
             if finished_at is not None and now - finished_at > retention and not stream.subscribers:
                 del self._streams[stream.stream_id]
-        idle = self._running is None and not self._queue and not self._streams
+        idle = self._running is None and not (self._queue or self._streams or self._attached)
         if idle and now - self._idle_since > self._limits.idle_seconds:
             self.actor_ref.stop(block=False)
 

@@ -21,7 +21,7 @@ from exobrain.supervision import ChildExited, SupervisedActor, Supervision
 from exobrain.supervision.messages import TakeSnapshot
 from exobrain.supervision.supervisor import mailbox_depth
 
-from .messages import SessionFor, Tick
+from .messages import SessionFor, StopSessions, Tick
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class SessionManager(SupervisedActor):
                 return self._session(user_id)
             case ChildExited(name=name, urn=urn, failure=failure):
                 self._exited(name, urn, failure is not None)
+            case StopSessions():
+                self._stop_sessions()
             case Tick():
                 for ref in self._sessions.values():
                     with contextlib.suppress(pykka.ActorDeadError):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from exobrain.agent.events import Event
 
 if TYPE_CHECKING:
-    from .stream import StreamEvent, Subscription
+    from .stream import Subscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,7 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
-    """Follow a stream: the reply is the backlog after ``after_seq``; live events go to ``sink``."""
+    """Follow a stream: its events after ``after_seq``, then live ones, are pushed to ``sink``."""
 
     stream_id: uuid.UUID
     after_seq: int
@@ -45,14 +45,38 @@ class Subscribe:
 
 
 @dataclass(frozen=True, slots=True)
-class Backlog:
-    events: tuple[StreamEvent, ...]
+class Subscribed:
+    """``finished``: the stream has ended, nothing follows what was pushed."""
+
+    last_seq: int
     finished: bool
 
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
     stream_id: uuid.UUID
+    sink: Subscription
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """A connection of the user's: it follows every stream started from now on.
+
+    The reply lists the streams already under way (running or waiting), which
+    the connection may join with :class:`Subscribe`.
+    """
+
+    sink: Subscription
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveStream:
+    stream_id: uuid.UUID
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Detach:
     sink: Subscription
 
 
@@ -79,6 +103,11 @@ class TurnFinished:
     reason: str
     error: str | None
     answer: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopSessions:
+    """Manager: stop every session, each after storing its running turn (shutdown drains)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,19 +2,21 @@
 
 The SessionActor owns the :class:`Stream`; each reader is a
 :class:`Subscription` living on the event loop. The actor pushes whole batches
-to a subscription with one ``call_soon_threadsafe``; while a reader is behind,
-adjacent ``message_chunk`` events waiting for it merge into one (texts joined
-in order, the later ``seq`` kept), so a slow reader costs frames in proportion
-to the work, not to the number of words streamed.
+to a subscription with one ``call_soon_threadsafe``, always from its own
+thread, so a reader sees a stream's events in order whether they came from
+the backlog or live. While a reader is behind, adjacent ``message_chunk``
+events waiting for it merge into one (texts joined in order, the later
+``seq`` kept), so a slow reader costs frames in proportion to the work, not
+to the number of words streamed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
-from collections import deque
-from collections.abc import Iterable, Mapping, MutableSequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -24,6 +26,7 @@ from exobrain.agent.events import Event, EventName, wire
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
+    stream_id: uuid.UUID
     seq: int
     name: EventName
     data: Mapping[str, Any]
@@ -42,62 +45,110 @@ class Stream:
     def finished(self) -> bool:
         return self.finished_at is not None
 
-    def append(self, events: Iterable[Event]) -> tuple[StreamEvent, ...]:
+    @property
+    def last_seq(self) -> int:
+        return len(self.events)
+
+    def append(self, events: Iterable[Event]) -> None:
         added = []
         for event in events:
             name, data = wire(event)
-            added.append(StreamEvent(len(self.events) + 1, name, MappingProxyType(data)))
+            added.append(
+                StreamEvent(self.stream_id, self.last_seq + 1, name, MappingProxyType(data))
+            )
             self.events.append(added[-1])
             if name == "done":
                 self.finished_at = time.monotonic()
         batch = tuple(added)
         for subscriber in self.subscribers:
             subscriber.push(batch)
-        return batch
+        if self.finished:
+            self.subscribers.clear()
 
     def after(self, seq: int) -> list[StreamEvent]:
         """The events after ``seq``, adjacent chunks merged: a late reader is behind anyway."""
-        merged: list[StreamEvent] = []
-        coalesce(merged, self.events[max(0, seq) :])
-        return merged
+        return coalesce(self.events[max(0, seq) :])
 
 
-def coalesce(into: MutableSequence[StreamEvent], events: Iterable[StreamEvent]) -> None:
-    """Append ``events`` to ``into``, merging each ``message_chunk`` into a chunk before it."""
-    for event in events:
-        last = into[-1] if into else None
-        if last is not None and last.name == event.name == "message_chunk":
-            text = last.data["text"] + event.data["text"]
-            into[-1] = StreamEvent(event.seq, "message_chunk", {"text": text})
+def coalesce(events: Sequence[StreamEvent]) -> list[StreamEvent]:
+    """``events`` with each run of one stream's adjacent ``message_chunk`` events merged.
+
+    Texts are joined once per run, so merging n chunks costs O(n), not O(n²).
+    """
+    merged: list[StreamEvent] = []
+    for stream_id, run in itertools.groupby(events, key=_chunk_of):
+        if stream_id is None:
+            merged.extend(run)
+            continue
+        chunks = list(run)
+        if len(chunks) == 1:
+            merged.append(chunks[0])
         else:
-            into.append(event)
+            text = "".join(chunk.data["text"] for chunk in chunks)
+            merged.append(StreamEvent(stream_id, chunks[-1].seq, "message_chunk", {"text": text}))
+    return merged
+
+
+def _chunk_of(event: StreamEvent) -> uuid.UUID | None:
+    return event.stream_id if event.name == "message_chunk" else None
+
+
+class SubscriberTooSlow(RuntimeError):
+    """More events waited for this reader than its limit: it is dropped, the turn goes on."""
+
+
+class SessionEnded(RuntimeError):
+    """The session feeding this reader stopped; a new one knows nothing of the reader."""
 
 
 class Subscription:
-    """One reader's inbox on the loop; :meth:`push` may be called from any thread."""
+    """One reader's inbox on the loop; :meth:`push` and :meth:`end` may be called from any thread.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    ``limit`` bounds the events waiting (before merging); past it the reader is
+    marked too slow and :meth:`next` raises :class:`SubscriberTooSlow`.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int | None = None) -> None:
         self._loop = loop
-        self._pending: deque[StreamEvent] = deque()
+        self._limit = limit
+        self._pending: list[StreamEvent] = []
         self._ready = asyncio.Event()
+        self._overflowed = False
+        self._ended = False
 
     def push(self, events: tuple[StreamEvent, ...]) -> None:
         if events and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._accept, events)
 
+    def end(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._end)
+
     def _accept(self, events: tuple[StreamEvent, ...]) -> None:
-        coalesce(self._pending, events)
+        if self._overflowed:
+            return
+        self._pending += events
+        if self._limit is not None and len(self._pending) > self._limit:
+            self._overflowed = True
+            self._pending.clear()
+        self._ready.set()
+
+    def _end(self) -> None:
+        self._ended = True
         self._ready.set()
 
     async def next(self, timeout: float) -> list[StreamEvent]:
         """Everything waiting, or ``[]`` after ``timeout`` seconds of silence."""
-        if not self._pending:
+        if not self._pending and not self._overflowed and not self._ended:
             try:
                 async with asyncio.timeout(timeout):
                     await self._ready.wait()
             except TimeoutError:
                 return []
         self._ready.clear()
-        events = list(self._pending)
-        self._pending.clear()
+        if self._overflowed:
+            raise SubscriberTooSlow
+        if self._ended and not self._pending:
+            raise SessionEnded
+        events, self._pending = coalesce(self._pending), []
         return events
