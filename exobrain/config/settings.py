@@ -43,6 +43,7 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 _GRPC_TARGET = re.compile(r"^(dns:///|ipv4:|ipv6:|unix:)?[\w.\-\[\]:/]+:\d{1,5}$")
 _SENSITIVE = ("DSN", "URL", "SECRET", "KEY", "TOKEN", "PASSWORD")
+_ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
 _COOKIE_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 
 
@@ -108,6 +109,14 @@ class Settings(BaseSettings):
     chat_streams_per_user: int = Field(default=20, ge=1, le=1000)
     chat_session_idle_seconds: float = Field(default=60.0, gt=0, le=86_400)
     chat_sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
+    chat_ws_allowed_origins: frozenset[str] = frozenset()
+    chat_ws_max_connections_per_user: int = Field(default=10, ge=1, le=1000)
+    chat_ws_max_frame_bytes: int = Field(default=131_072, ge=1024, le=16_777_216)
+    chat_ws_max_frames_per_second: float = Field(default=20.0, gt=0, le=10_000)
+    chat_ws_frame_burst: int = Field(default=40, ge=1, le=100_000)
+    chat_ws_outbox_max_bytes: int = Field(default=1_048_576, ge=4096, le=1_073_741_824)
+    chat_ws_heartbeat_seconds: float = Field(default=20.0, gt=0, le=600)
+    chat_ws_auth_recheck_seconds: float = Field(default=60.0, gt=0, le=3600)
 
     # Auth
     auth_jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)
@@ -176,6 +185,15 @@ class Settings(BaseSettings):
         if not _COOKIE_NAME.match(value):
             raise ValueError("not a valid cookie name")
         return value
+
+    @field_validator("chat_ws_allowed_origins")
+    @classmethod
+    def _origins(cls, value: frozenset[str]) -> frozenset[str]:
+        origins = frozenset(origin.lower().rstrip("/") for origin in value)
+        for origin in origins:
+            if not _ORIGIN.match(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return origins
 
     @field_validator("main_agent_mock_messages_file", "web_tools_mock_data_file")
     @classmethod

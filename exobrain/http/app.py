@@ -12,6 +12,7 @@ from exobrain.metrics import Metrics
 from . import actors, health, ops, resources
 from .auth import setup_auth
 from .chat import session_ticker_ctx, setup_chat
+from .chat_socket import setup_chat_socket
 from .docs import setup_docs
 from .errors import error_middleware
 from .journal import setup_journal
@@ -41,6 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_auth(app)
     setup_journal(app)  # its invalidation listener must exist before the actors start
     setup_chat(app)
+    setup_chat_socket(app)  # at shutdown its sockets close after the sessions stored their turns
     setup_knowledge(app)  # its transport starts after NATS, its actor with the others
     app.cleanup_ctx.append(actors.actors_ctx)  # late up, early down: stops before the pool closes
     app.cleanup_ctx.append(session_ticker_ctx)

@@ -30,6 +30,8 @@ class StreamEvent:
     seq: int
     name: EventName
     data: Mapping[str, Any]
+    #: Set on merged chunks: this event stands for ``first_seq`` through ``seq``.
+    first_seq: int | None = None
 
 
 class Stream:
@@ -85,12 +87,19 @@ def coalesce(events: Sequence[StreamEvent]) -> list[StreamEvent]:
             merged.append(chunks[0])
         else:
             text = "".join(chunk.data["text"] for chunk in chunks)
-            merged.append(StreamEvent(stream_id, chunks[-1].seq, "message_chunk", {"text": text}))
+            first = chunks[0].first_seq or chunks[0].seq
+            merged.append(
+                StreamEvent(stream_id, chunks[-1].seq, "message_chunk", {"text": text}, first)
+            )
     return merged
 
 
 def _chunk_of(event: StreamEvent) -> uuid.UUID | None:
     return event.stream_id if event.name == "message_chunk" else None
+
+
+#: What an event costs a reader's inbox besides its text (the objects holding it).
+_EVENT_BYTES = 200
 
 
 class SubscriberTooSlow(RuntimeError):
@@ -104,14 +113,16 @@ class SessionEnded(RuntimeError):
 class Subscription:
     """One reader's inbox on the loop; :meth:`push` and :meth:`end` may be called from any thread.
 
-    ``limit`` bounds the events waiting (before merging); past it the reader is
+    ``max_bytes`` bounds what waits for the reader (texts plus a fixed cost per
+    event once merged, about what the events occupy); past it the reader is
     marked too slow and :meth:`next` raises :class:`SubscriberTooSlow`.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int | None = None) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_bytes: int | None = None) -> None:
         self._loop = loop
-        self._limit = limit
+        self._max_bytes = max_bytes
         self._pending: list[StreamEvent] = []
+        self._pending_bytes = 0
         self._ready = asyncio.Event()
         self._overflowed = False
         self._ended = False
@@ -127,8 +138,10 @@ class Subscription:
     def _accept(self, events: tuple[StreamEvent, ...]) -> None:
         if self._overflowed:
             return
-        self._pending += events
-        if self._limit is not None and len(self._pending) > self._limit:
+        merged = coalesce(events)
+        self._pending += merged
+        self._pending_bytes += sum(_EVENT_BYTES + len(e.data.get("text", "")) for e in merged)
+        if self._max_bytes is not None and self._pending_bytes > self._max_bytes:
             self._overflowed = True
             self._pending.clear()
         self._ready.set()
@@ -150,5 +163,5 @@ class Subscription:
             raise SubscriberTooSlow
         if self._ended and not self._pending:
             raise SessionEnded
-        events, self._pending = coalesce(self._pending), []
+        events, self._pending, self._pending_bytes = coalesce(self._pending), [], 0
         return events

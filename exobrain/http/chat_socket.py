@@ -1,0 +1,322 @@
+"""``GET /api/chat/ws``: one WebSocket per tab onto the user's SessionActor.
+
+The protocol is docs/websocket-protocol.md. The upgrade is authenticated
+before it happens (Bearer token, or the session cookie from an allowed
+``Origin``). Each socket attaches an inbox to the user's session, so every
+event of every turn of that user reaches every one of that user's sockets, in
+order; the inbox is bounded and a socket that falls behind is closed while the
+turn goes on. Two tasks serve a socket: the handler reads client frames, a
+writer sends events and re-checks the credentials now and then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import pykka
+import redis.asyncio as redis
+from aiohttp import WSMsgType, web
+
+from exobrain.actors.session import (
+    ActiveStream,
+    Attach,
+    CancelTurn,
+    Detach,
+    SessionEnded,
+    StopSessions,
+    Subscribe,
+    SubscriberTooSlow,
+    Subscription,
+)
+from exobrain.auth import Principal
+from exobrain.supervision import ActorUnavailable, ask, tell
+
+from . import chat_frames as frames
+from .actors import SESSIONS
+from .authentication import authenticate, bearer_token
+from .chat_frames import ChatCancel, ChatSend, FrameError, Ping, StreamResume
+from .chat_sessions import ChatRefused, ask_stream, send_message, session_for
+from .errors import JsonError
+from .resources import SETTINGS
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+#: How long a close handshake may take before the connection is dropped.
+_CLOSE_TIMEOUT = 5.0
+
+
+class Close(enum.IntEnum):
+    """The close codes this endpoint sends (documented in docs/websocket-protocol.md)."""
+
+    GOING_AWAY = 1001  # the server is shutting down
+    FLOOD = 1008  # more frames than the per-socket rate allows
+    TRY_AGAIN = 1013  # chat is restarting; reconnect after a moment
+    UNAUTHORIZED = 4001  # the credentials expired or were revoked
+    TOO_SLOW = 4008  # the socket fell too far behind its events
+    REPLACED = 4009  # the user opened more sockets than allowed; this was the oldest
+
+
+class Sockets:
+    """This process's open sockets, oldest first per user: the cap, and the shutdown list."""
+
+    def __init__(self, per_user: int) -> None:
+        self._per_user = per_user
+        self._by_user: dict[uuid.UUID, list[ChatSocket]] = {}
+        self.closing = False
+
+    def add(self, socket: ChatSocket) -> ChatSocket | None:
+        """Register ``socket``; the user's oldest one if that puts the user over the cap."""
+        mine = self._by_user.setdefault(socket.user_id, [])
+        mine.append(socket)
+        return mine.pop(0) if len(mine) > self._per_user else None
+
+    def remove(self, socket: ChatSocket) -> None:
+        mine = self._by_user.get(socket.user_id, [])
+        with contextlib.suppress(ValueError):
+            mine.remove(socket)
+        if not mine:
+            self._by_user.pop(socket.user_id, None)
+
+    def __iter__(self) -> Iterator[ChatSocket]:
+        return (socket for mine in list(self._by_user.values()) for socket in list(mine))
+
+    def __len__(self) -> int:
+        return sum(len(mine) for mine in self._by_user.values())
+
+
+SOCKETS = web.AppKey("chat_sockets", Sockets)
+
+
+class _FrameBudget:
+    """A token bucket: ``rate`` frames per second with bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate, self._burst = rate, float(burst)
+        self._tokens, self._at = float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+
+class ChatSocket:
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, principal: Principal):
+        self.user_id = principal.user_id
+        self._request, self._ws, self._app = request, ws, request.app
+        settings = self._app[SETTINGS]
+        self._max_chars = settings.chat_max_message_chars
+        self._recheck = settings.chat_ws_auth_recheck_seconds
+        self._outbox_limit = settings.chat_ws_outbox_max_bytes
+        self._budget = _FrameBudget(
+            settings.chat_ws_max_frames_per_second, settings.chat_ws_frame_burst
+        )
+        self._sink = Subscription(asyncio.get_running_loop())
+        self._session: pykka.ActorRef[Any] | None = None
+        self._ending: tuple[Close, str] | None = None
+        self.closed = asyncio.Event()
+
+    def end(self, code: Close, reason: str) -> None:
+        """Close after the events already received are sent (shutdown, replacement)."""
+        self._ending = (code, reason)
+        self._sink.end()
+
+    async def serve(self) -> None:
+        writer: asyncio.Task[None] | None = None
+        try:
+            await self._attach()
+            writer = asyncio.create_task(self._write())
+            await self._read()
+        except ChatRefused as exc:
+            await self._close(Close.TRY_AGAIN, exc.message)
+        except ConnectionError:
+            log.debug("chat socket of %s went away", self.user_id)
+        finally:
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
+            self._detach()
+            self.closed.set()
+
+    async def _attach(self) -> None:
+        """Follow every stream of the user from now on; announce those already under way."""
+        self._sink = Subscription(asyncio.get_running_loop(), self._outbox_limit)
+        self._session = await session_for(self._app, self.user_id)
+        active: tuple[ActiveStream, ...] = await ask(
+            self._session, Attach(self._sink), timeout=15.0
+        )
+        for stream in active:
+            await self._ws.send_str(frames.active(stream))
+
+    def _detach(self) -> None:
+        if self._session is not None:
+            with contextlib.suppress(ActorUnavailable):
+                tell(self._session, Detach(self._sink))
+
+    async def _close(self, code: Close, reason: str) -> None:
+        """Close politely; a peer that does not take the close frame in time is cut off."""
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await self._ws.close(code=code, message=reason.encode())
+        except TimeoutError:
+            if self._request.transport is not None:
+                self._request.transport.abort()
+
+    async def _read(self) -> None:
+        async for message in self._ws:
+            if not self._budget.take():
+                await self._close(Close.FLOOD, "too many frames")
+                return
+            if message.type is WSMsgType.TEXT:
+                await self._answer(message.data)
+            elif message.type is WSMsgType.BINARY:
+                await self._ws.send_str(
+                    frames.error("binary_not_supported", "frames are JSON text frames")
+                )
+
+    async def _answer(self, text: str) -> None:
+        try:
+            frame = frames.parse(text, max_chars=self._max_chars)
+        except FrameError as exc:
+            await self._ws.send_str(frames.error(exc.code, exc.message, field=exc.field))
+            return
+        about: dict[str, Any] = {
+            "client_message_id": getattr(frame, "client_message_id", None),
+            "stream_id": getattr(frame, "stream_id", None),
+        }
+        try:
+            await self._ws.send_str(await self._act(frame))
+        except ChatRefused as exc:
+            await self._ws.send_str(
+                frames.error(exc.code, exc.message, retry_after=exc.retry_after, **about)
+            )
+
+    async def _act(self, frame: frames.ClientFrame) -> str:
+        match frame:
+            case Ping():
+                return frames.PONG
+            case ChatSend():
+                if self._app[SOCKETS].closing:
+                    raise ChatRefused(503, "shutting_down", "the server is shutting down", 1)
+                accepted = await send_message(self._app, self.user_id, frame)
+                return frames.accepted(
+                    frame.client_message_id, accepted.stream_id, accepted.journal_reference
+                )
+            case ChatCancel(stream_id=stream_id):
+                session = await session_for(self._app, self.user_id)
+                return frames.cancelled(stream_id, await ask_stream(session, CancelTurn(stream_id)))
+            case StreamResume(stream_id=stream_id, after_seq=after_seq):
+                session = await session_for(self._app, self.user_id)
+                subscribed = await ask_stream(session, Subscribe(stream_id, after_seq, self._sink))
+                return frames.resumed(stream_id, subscribed)
+
+    async def _write(self) -> None:
+        """Send events as they come; re-check credentials when quiet; close when told to."""
+        loop = asyncio.get_running_loop()
+        recheck_at = loop.time() + self._recheck
+        while True:
+            try:
+                events = await self._sink.next(max(0.0, recheck_at - loop.time()))
+            except SubscriberTooSlow:
+                await self._close(Close.TOO_SLOW, "too slow to keep up")
+                return
+            except SessionEnded:
+                if self._ending is None and not self._app[SOCKETS].closing:
+                    await self._attach()  # the session crashed; its successor takes us on
+                    continue
+                await self._close(*(self._ending or (Close.GOING_AWAY, "server shutting down")))
+                return
+            for event in events:
+                await self._ws.send_str(frames.event(event))
+            if loop.time() >= recheck_at:
+                if not await self._still_authenticated():
+                    await self._close(Close.UNAUTHORIZED, "credentials expired or revoked")
+                    return
+                recheck_at = loop.time() + self._recheck
+
+    async def _still_authenticated(self) -> bool:
+        """A refusal closes the socket; an outage of the auth stores does not."""
+        try:
+            await authenticate(self._request)
+        except JsonError:
+            return False
+        except (redis.RedisError, asyncpg.PostgresError, OSError) as exc:
+            log.warning("credential re-check of a chat socket skipped: %s", exc)
+        return True
+
+
+def _check_origin(request: web.Request) -> None:
+    """Cookies ride along on cross-site upgrades: those must come from an allowed origin."""
+    if bearer_token(request) is not None:
+        return
+    origin = request.headers.get("Origin", "").lower().rstrip("/")
+    allowed = request.app[SETTINGS].chat_ws_allowed_origins
+    if allowed:
+        ok = origin in allowed
+    else:
+        ok = bool(origin) and urlsplit(origin).netloc == request.host.lower()
+    if not ok:
+        raise JsonError(403, "this origin may not open a chat socket with a session cookie")
+
+
+@routes.get("/api/chat/ws")
+async def chat_socket(request: web.Request) -> web.StreamResponse:
+    """The realtime chat protocol (docs/websocket-protocol.md) over a WebSocket.
+
+    401 before upgrading without credentials; 403 for a cookie from another origin.
+    """
+    principal = await authenticate(request)
+    _check_origin(request)
+    settings, sockets = request.app[SETTINGS], request.app[SOCKETS]
+    if sockets.closing:
+        raise JsonError(503, "the server is shutting down", headers={"Retry-After": "1"})
+    ws = web.WebSocketResponse(
+        heartbeat=settings.chat_ws_heartbeat_seconds, max_msg_size=settings.chat_ws_max_frame_bytes
+    )
+    await ws.prepare(request)
+    socket = ChatSocket(request, ws, principal)
+    replaced = sockets.add(socket)
+    if replaced is not None:
+        replaced.end(Close.REPLACED, "replaced by a newer connection")
+    try:
+        await socket.serve()
+    finally:
+        sockets.remove(socket)
+    return ws
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """At shutdown: sessions store their running turns first, then every socket gets 1001."""
+    sockets = app[SOCKETS]
+    sockets.closing = True
+    if not len(sockets):
+        return
+    timeout = app[SETTINGS].actor_shutdown_timeout_seconds
+    with contextlib.suppress(ActorUnavailable, TimeoutError):
+        await ask(app[SESSIONS].ref, StopSessions(), timeout=timeout)
+    for socket in sockets:
+        socket.end(Close.GOING_AWAY, "server shutting down")
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5.0):
+            await asyncio.gather(*(socket.closed.wait() for socket in sockets))
+
+
+def setup_chat_socket(app: web.Application) -> None:
+    app[SOCKETS] = Sockets(app[SETTINGS].chat_ws_max_connections_per_user)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_routes(routes)
