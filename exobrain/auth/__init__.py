@@ -1,5 +1,6 @@
 """Authentication: passwords, browser sessions, access and refresh tokens, login throttling."""
 
+from .batching import Batcher
 from .passwords import hash_password, unmatchable_hash, verify_password
 from .principal import Principal
 from .refresh import RefreshGrant, RefreshTokens
@@ -12,6 +13,7 @@ __all__ = [
     "AccessClaims",
     "AccessTokens",
     "Attempt",
+    "Batcher",
     "InvalidTokenError",
     "LoginThrottle",
     "LoginThrottledError",

@@ -5,7 +5,8 @@ user and the digest of the family's only current token; ``refresh:<digest>``
 maps every token the family ever had to it until that token would have expired.
 Rotation is a single Lua script, so of two uses of one token exactly one wins.
 Presenting a token that is no longer current means two parties hold it: the
-login is deleted, which ends every refresh and access token it issued.
+login is deleted, which ends every refresh and access token it issued. Every
+request checks its login: concurrent checks share a round trip (:mod:`.batching`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import redis.asyncio as redis
 
 from ._store import digest, text
+from .batching import Batcher
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class RefreshTokens:
         self._tokens = f"{prefix}refresh:"
         self._ttl = ttl_seconds
         self._rotate = client.register_script(_ROTATE)
+        self._live: Batcher[str, bool] = Batcher(self._exist)
 
     async def issue(self, user_id: uuid.UUID) -> RefreshGrant:
         """Start a login for ``user_id`` with its first refresh token."""
@@ -92,7 +95,14 @@ class RefreshTokens:
         await self._redis.delete(self._logins + login_id)
 
     async def is_live(self, login_id: str) -> bool:
-        return bool(await self._redis.exists(self._logins + login_id))
+        return bool(await self._live.get(login_id))
+
+    async def _exist(self, login_ids: list[str]) -> dict[str, bool]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for login_id in login_ids:
+                pipe.exists(self._logins + login_id)
+            counts = await pipe.execute()
+        return dict(zip(login_ids, map(bool, counts), strict=True))
 
     async def _login_of(self, token: str) -> str | None:
         value = await self._redis.get(self._tokens + digest(token))

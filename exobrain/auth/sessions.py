@@ -1,7 +1,8 @@
 """Browser sessions: a random id in an HttpOnly cookie, its digest in Redis.
 
 A session lives ``AUTH_REFRESH_TOKEN_TTL_SECONDS`` from login (it does not
-slide) and ends at once when revoked.
+slide) and ends at once when revoked. Concurrent lookups share one ``MGET``
+(:mod:`.batching`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import uuid
 import redis.asyncio as redis
 
 from ._store import digest, text
+from .batching import Batcher
 
 
 class WebSessions:
@@ -19,6 +21,7 @@ class WebSessions:
         self._redis = client
         self._prefix = f"{prefix}session:"
         self._ttl = ttl_seconds
+        self._users: Batcher[str, uuid.UUID] = Batcher(self._users_of)
 
     async def create(self, user_id: uuid.UUID) -> str:
         """Start a session for ``user_id``; the returned id is the cookie's value."""
@@ -28,8 +31,15 @@ class WebSessions:
 
     async def user_id(self, session_id: str) -> uuid.UUID | None:
         """The session's user, or None when it is unknown, expired or revoked."""
-        value = await self._redis.get(self._key(session_id))
-        return None if value is None else uuid.UUID(text(value))
+        return await self._users.get(session_id)
+
+    async def _users_of(self, session_ids: list[str]) -> dict[str, uuid.UUID]:
+        values = await self._redis.mget([self._key(session_id) for session_id in session_ids])
+        return {
+            session_id: uuid.UUID(text(value))
+            for session_id, value in zip(session_ids, values, strict=True)
+            if value is not None
+        }
 
     async def revoke(self, session_id: str) -> None:
         await self._redis.delete(self._key(session_id))

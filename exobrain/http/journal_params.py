@@ -8,6 +8,7 @@ here. Unknown query parameters are ignored, as FastAPI does.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
@@ -86,9 +87,15 @@ def parse_query(request: web.Request, model: type[Q]) -> Q:
 def parse_reference(request: web.Request) -> str:
     """The ``{reference}`` path segment (``YYYY/MM/DD``, slashes unencoded), or a 422."""
     try:
-        return _REFERENCE_ADAPTER.validate_python(request.match_info["reference"])
+        return _valid_reference(request.match_info["reference"])
     except ValidationError as exc:
         raise _unprocessable("path", exc, name="reference") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _valid_reference(reference: str) -> str:
+    """Clients ask for the same few days over and over; ``strptime`` is not cheap."""
+    return _REFERENCE_ADAPTER.validate_python(reference)
 
 
 def _unprocessable(where: str, exc: ValidationError, *, name: str | None = None) -> JsonError:

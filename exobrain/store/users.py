@@ -31,10 +31,22 @@ async def find_password_identity(pool: asyncpg.Pool, email: str) -> PasswordIden
     )
     if row is None:
         return None
-    return PasswordIdentity(Principal(row["id"], row["email"], row["name"]), row["password_hash"])
+    return PasswordIdentity(_principal(row), row["password_hash"])
 
 
 async def find_user(pool: asyncpg.Pool, user_id: uuid.UUID) -> Principal | None:
     """The user by primary key; None once deleted."""
     row = await pool.fetchrow("SELECT id, email, name FROM users WHERE id = $1", user_id)
-    return None if row is None else Principal(row["id"], row["email"], row["name"])
+    return None if row is None else _principal(row)
+
+
+async def find_users(pool: asyncpg.Pool, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, Principal]:
+    """Those of the users that exist, by primary key, in one query."""
+    rows = await pool.fetch(
+        "SELECT id, email, name FROM users WHERE id = ANY($1::uuid[])", user_ids
+    )
+    return {row["id"]: _principal(row) for row in rows}
+
+
+def _principal(row: asyncpg.Record) -> Principal:
+    return Principal(row["id"], row["email"], row["name"])

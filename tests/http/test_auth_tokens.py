@@ -109,6 +109,25 @@ async def test_bearer_logout_revokes_the_refresh_token_and_its_login(
     assert (await me_with(client, tokens["access_token"])).status == 401
 
 
+async def test_concurrent_requests_share_lookups_yet_see_revocation_and_deletion_at_once(
+    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
+) -> None:
+    client = await start(aiohttp_client, make_settings)
+    account = await create_account(client)
+    revoked, kept = await login_tokens(client, account), await login_tokens(client, account)
+
+    async def statuses(access_token: str) -> set[int]:
+        responses = await asyncio.gather(*(me_with(client, access_token) for _ in range(20)))
+        return {response.status for response in responses}
+
+    assert await statuses(revoked["access_token"]) == {200}
+    await client.post(LOGOUT, json={"refresh_token": revoked["refresh_token"]})
+    assert await statuses(revoked["access_token"]) == {401}
+    assert await statuses(kept["access_token"]) == {200}
+    await delete_account(client, account)
+    assert await statuses(kept["access_token"]) == {401}
+
+
 def forgeries(token: str, other_user: str) -> dict[str, str]:
     """Variations of a valid HS256 token, each of which must be refused."""
     claims = jwt.decode(token, options={"verify_signature": False})
