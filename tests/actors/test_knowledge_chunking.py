@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exobrain.actors.knowledge import Chunk, Entry, chunk, estimate_tokens
+from exobrain.actors.knowledge import Chunk, Entry, TokenEstimator, chunk, estimate_tokens
 from exobrain.actors.knowledge.chunking import BudgetTooSmall
 from exobrain.jobs import knowledge_message, knowledge_payload
 
@@ -83,16 +83,23 @@ def test_every_message_once_in_order_and_no_job_over_budget(
             REQUESTER,
         )
         assert piece.payload == orjson.dumps(expected).decode()  # the text estimated is sent
+        assert piece.fields == expected
         assert {ids[i].journal_reference for i in piece.message_ids} == {piece.journal_reference}
     assert reassembled(chunks) == [(entry.id, entry.content) for entry in entries]
 
 
+def by_words(text: str) -> int:
+    return len(text.split())
+
+
+@pytest.mark.parametrize("estimate", [estimate_tokens, by_words])
 @settings(max_examples=200, deadline=None)
 @given(entries=journals(), budget=st.integers(SMALLEST_BUDGET, 700))
 def test_chunks_stay_within_one_run_and_are_filled_greedily(
-    entries: list[Entry], budget: int
+    entries: list[Entry], budget: int, estimate: TokenEstimator
 ) -> None:
-    chunks = chunk(entries, budget=budget, requested_by=REQUESTER)
+    """However far the chunker's prediction of where a job ends is off."""
+    chunks = chunk(entries, budget=budget, requested_by=REQUESTER, estimate=estimate)
     position = {entry.id: index for index, entry in enumerate(entries)}
     for piece, following in itertools.pairwise(chunks):
         indexes = [position[i] for i in piece.message_ids]
@@ -105,7 +112,10 @@ def test_chunks_stay_within_one_run_and_are_filled_greedily(
         )
         if piece.part == 0 and following.part == 0 and same_run:  # it did not fit
             grown = chunk(
-                [*(entries[i] for i in indexes), nxt], budget=budget, requested_by=REQUESTER
+                [*(entries[i] for i in indexes), nxt],
+                budget=budget,
+                requested_by=REQUESTER,
+                estimate=estimate,
             )
             assert len(grown) > 1
 
@@ -140,9 +150,9 @@ def test_the_estimator_is_replaceable() -> None:
         Entry(uuid.uuid4(), "2026/11/24", "user", "word " * 20, n, "2026-11-24T09:30:00Z")
         for n in range(1, 7)
     ]
-    by_words = chunk(entries, budget=50, requested_by=REQUESTER, estimate=lambda t: len(t.split()))
-    assert [len(piece.message_ids) for piece in by_words] == [2, 2, 2]
-    assert all(len(piece.payload.split()) <= 50 for piece in by_words)
+    chunks = chunk(entries, budget=50, requested_by=REQUESTER, estimate=by_words)
+    assert [len(piece.message_ids) for piece in chunks] == [2, 2, 2]
+    assert all(len(piece.payload.split()) <= 50 for piece in chunks)
 
 
 def test_a_budget_too_small_for_any_framing_is_refused() -> None:

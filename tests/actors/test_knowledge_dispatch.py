@@ -4,7 +4,9 @@ Crashes are injected at the two seams of the outbox protocol through the
 actor's ``enqueue`` dependency: before a job is enqueued, and after it was
 enqueued but before the outbox recorded it. The "process" then dies (its
 actor system stops) and a new one, on the same database and stream, must get
-every chunk into the stream exactly once.
+every chunk into the stream exactly once. Messages appended while an update
+runs, dispatches racing for one selection and messages committed before
+journals had watermarks must not be dispatched twice, nor skipped.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ from orchestrator.support import JobsStream, eventually, jobs_stream, orchestrat
 
 from exobrain.actors.journal import AppendMessages, NewMessage
 from exobrain.actors.journal.store import write_batch
-from exobrain.actors.knowledge import KnowledgeDispatchActor, RequestUpdate, request_update
+from exobrain.actors.knowledge import (
+    KnowledgeDispatchActor,
+    RequestUpdate,
+    chunk,
+    estimate_tokens,
+    request_update,
+)
+from exobrain.actors.knowledge import store as knowledge_store
 from exobrain.config import Settings
 from exobrain.jobs import Enqueue, InvalidJob, job_id_for
 from exobrain.orchestrator import OrchestratorClient
 from exobrain.proto import job_orchestrator_pb2 as pb
-from exobrain.store import create_pool, migrate
-from exobrain.supervision import ActorSystem, ChildSpec, Intensity
+from exobrain.store import available_migrations, create_pool, migrate
+from exobrain.supervision import ActorSystem, ChildSpec, Intensity, run_on_loop
 
 REFERENCE = "2026/11/24"
 #: Small enough that a few messages make several chunks.
@@ -81,6 +90,7 @@ async def start(pool: asyncpg.Pool, enqueue: Enqueue, **options: Any) -> ActorSy
             max_tokens=options.get("max_tokens", BUDGET),
             enqueue_timeout=5.0,
             resume_interval=options.get("resume_interval", 60.0),
+            estimate=options.get("estimate", estimate_tokens),
         ),
     )
     return await asyncio.to_thread(ActorSystem, [spec], intensity=Intensity())
@@ -95,13 +105,34 @@ async def journal(pool: asyncpg.Pool, count: int, reference: str = REFERENCE) ->
         "INSERT INTO users (email, name) VALUES ($1, 'Dispatch') RETURNING id",
         f"{uuid.uuid4()}@knowledge.test",
     )
+    await append(pool, user_id, count, reference)
+    return user_id
+
+
+async def append(
+    pool: asyncpg.Pool, user_id: uuid.UUID, count: int, reference: str = REFERENCE
+) -> None:
     messages = tuple(
         NewMessage("user" if n % 2 else "assistant", f"message {n} " + "words " * 30)
         for n in range(1, count + 1)
     )
     [outcome] = await write_batch(pool, [AppendMessages(user_id, reference, messages)])
     assert not isinstance(outcome, Exception)
-    return user_id
+
+
+async def dispatched_sequences(pool: asyncpg.Pool) -> list[int]:
+    """The sequences the outbox rows carry, in outbox order (a part counts once)."""
+    sequences = [m["sequence"] for row in await outbox(pool) for m in row["payload"]["messages"]]
+    return list(dict.fromkeys(sequences))
+
+
+async def watermark(pool: asyncpg.Pool, user_id: uuid.UUID) -> int | None:
+    through: int | None = await pool.fetchval(
+        "SELECT k.committed_through FROM knowledge_watermarks k"
+        " JOIN conversations c ON c.id = k.conversation_id WHERE c.user_id = $1",
+        user_id,
+    )
+    return through
 
 
 async def outbox(pool: asyncpg.Pool) -> list[asyncpg.Record]:
@@ -218,3 +249,84 @@ async def test_a_refused_job_is_recorded_as_failed_and_not_retried(
     assert all("role" in r["last_error"] for r in rows)
     await stop(system)
     assert len(calls) == len(rows)
+
+
+async def test_messages_appended_while_an_update_runs_go_with_the_next_one(
+    pool: asyncpg.Pool, client: OrchestratorClient, stream: JobsStream
+) -> None:
+    user_id = await journal(pool, 6)
+    loop = asyncio.get_running_loop()
+    appended: list[bool] = []
+
+    def append_between_selection_and_write(text: str) -> int:
+        """Runs on the actor thread while it chunks what it selected."""
+        if not appended:
+            appended.append(True)
+            run_on_loop(loop, append(pool, user_id, 3), timeout=10)
+        return estimate_tokens(text)
+
+    system = await start(pool, client.enqueue, estimate=append_between_selection_and_write)
+    handle = system.handle("knowledge")
+    assert (await request_update(handle, RequestUpdate(user_id), timeout=30)).status == "queued"
+    assert await dispatched_sequences(pool) == [1, 2, 3, 4, 5, 6]
+    assert await watermark(pool, user_id) == 6
+    assert (await request_update(handle, RequestUpdate(user_id), timeout=30)).status == "queued"
+    assert await dispatched_sequences(pool) == list(range(1, 10))
+    assert await watermark(pool, user_id) == 9
+    again = await request_update(handle, RequestUpdate(user_id), timeout=30)
+    assert again.status == "nothing_to_update"
+    await stop(system)
+    await assert_each_chunk_once_in_the_stream(pool, stream)
+
+
+async def test_of_two_dispatches_of_one_selection_only_one_writes(pool: asyncpg.Pool) -> None:
+    user_id = await journal(pool, 6)
+    for through in (6, 9):  # the journal's first watermark, then one that moves
+        selection = await knowledge_store.uncommitted(pool, user_id, None)
+        chunks = chunk(selection.entries, budget=BUDGET, requested_by=str(user_id))
+        results = await asyncio.gather(
+            *(knowledge_store.write(pool, user_id, selection, chunks) for _ in range(2)),
+            return_exceptions=True,
+        )
+        assert sorted(type(result).__name__ for result in results) == ["AlreadyDispatched", "list"]
+        assert await watermark(pool, user_id) == through
+        await append(pool, user_id, 3)
+    assert await dispatched_sequences(pool) == list(range(1, 10))
+    assert [
+        e.sequence for e in (await knowledge_store.uncommitted(pool, user_id, None)).entries
+    ] == [
+        10,
+        11,
+        12,
+    ]
+
+
+async def test_messages_committed_before_watermarks_existed_stay_committed(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0004 starts a journal at its leading committed run; later flags still count."""
+    dsn = str(settings.assistant_db_dsn)
+    before = [m for m in available_migrations() if m.name != "knowledge_watermarks"]
+    monkeypatch.setattr("exobrain.store.migrations.available_migrations", lambda: before)
+    await migrate(dsn)
+    monkeypatch.undo()
+    pool = await create_pool(settings)
+    try:
+        user_id = await journal(pool, 6)
+        await pool.execute(
+            "UPDATE messages SET committed_to_knowledge_base = true"
+            " WHERE user_id = $1 AND sequence = ANY($2::bigint[])",
+            user_id,
+            [1, 2, 4],
+        )
+        await migrate(dsn)
+        assert await watermark(pool, user_id) == 2
+        selection = await knowledge_store.uncommitted(pool, user_id, None)
+        assert [entry.sequence for entry in selection.entries] == [3, 5, 6]
+        chunks = chunk(selection.entries, budget=8000, requested_by=str(user_id))
+        assert [len(piece.message_ids) for piece in chunks] == [1, 2]  # runs: 3, then 5-6
+        await knowledge_store.write(pool, user_id, selection, chunks)
+        assert await watermark(pool, user_id) == 6
+        assert (await knowledge_store.uncommitted(pool, user_id, None)).entries == []
+    finally:
+        await pool.close()

@@ -258,8 +258,9 @@ async def test_the_legacy_path_publishes_the_same_envelopes(
     await asyncio.gather(*write_days(legacy))
     assert (await legacy.update())[0] == 200
     direct = await stream.published()
-    await legacy.client.app[PG_POOL].execute(
-        "UPDATE messages SET committed_to_knowledge_base = false WHERE user_id = $1",
+    await legacy.client.app[PG_POOL].execute(  # every message uncommitted again
+        "DELETE FROM knowledge_watermarks"
+        " WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = $1)",
         legacy.user_id,
     )
     through_grpc = await as_user(aiohttp_client, knowledge_settings(), legacy)

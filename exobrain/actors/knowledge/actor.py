@@ -2,11 +2,11 @@
 
 One per process. A request selects the user's uncommitted messages, cuts
 them into chunks on this thread, and writes one outbox row per chunk in the
-transaction that marks the messages committed; only then are the rows
-enqueued, each with its row id as idempotency key, and their job ids
-recorded. A crash anywhere in between leaves rows pending, never lost: they
-are enqueued again on start and every ``resume_interval`` seconds, and a
-repeated key is a no-op downstream, so each chunk reaches the stream once.
+transaction that moves the journals' watermarks past those messages; only
+then are the rows enqueued, each with its row id as idempotency key, and
+their job ids recorded. A crash anywhere in between leaves rows pending, never
+lost: they are enqueued again on start and every ``resume_interval`` seconds,
+and a repeated key is a no-op downstream, so each chunk reaches the stream once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import asyncpg
-import orjson
 import pykka
 
 from exobrain.jobs import Enqueue
@@ -99,20 +98,19 @@ class KnowledgeDispatchActor(SupervisedActor):
 
     def _write_outbox(self, request: RequestUpdate) -> list[Dispatch]:
         for _ in range(SELECT_ATTEMPTS):
-            entries = self._io(
+            selection = self._io(
                 store.uncommitted(self._pool, request.user_id, request.journal_reference)
             )
-            if not entries:
+            if not selection.entries:
                 return []
             chunks = chunk(
-                entries,
+                selection.entries,
                 budget=self._max_tokens,
                 requested_by=str(request.user_id),
                 estimate=self._estimate,
             )
-            payloads = [(piece, orjson.loads(piece.payload)) for piece in chunks]
             try:
-                return self._io(store.write(self._pool, request.user_id, payloads))
+                return self._io(store.write(self._pool, request.user_id, selection, chunks))
             except store.AlreadyDispatched:
                 log.info("messages of %s were dispatched concurrently; selecting again", request)
         raise RuntimeError(f"{request}: messages kept being dispatched concurrently")

@@ -9,16 +9,20 @@ large for any job is cut into ordered parts, one job each.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from exobrain.jobs import knowledge_message, knowledge_payload
 
-#: Estimates the tokens of a text. Must be monotone: a text never estimates
-#: fewer tokens than any prefix of it.
+#: Estimates the tokens of a text. Must be monotone: more text never estimates
+#: fewer tokens (the chunker searches for how much fits a job).
 TokenEstimator = Callable[[str], int]
 
 
@@ -48,6 +52,8 @@ class Chunk:
     part: int
     #: The payload exactly as it is sent (serialised JSON).
     payload: str
+    #: The same payload unserialised, as the job request is built from it.
+    fields: dict[str, Any]
     tokens: int
 
 
@@ -86,9 +92,8 @@ def _follows(previous: Entry, entry: Entry) -> bool:
     )
 
 
-def _fragment(entry: Entry, content: str) -> str:
-    message = knowledge_message(entry.role, content, entry.sequence, entry.created_at)
-    return orjson.dumps(message).decode()
+def _message(entry: Entry, content: str) -> dict[str, Any]:
+    return knowledge_message(entry.role, content, entry.sequence, entry.created_at)
 
 
 class _Frame:
@@ -101,37 +106,73 @@ class _Frame:
         head, tail = empty.split('"messages":[]', 1)
         self.head, self.tail = f'{head}"messages":[', f"]{tail}"
         self.reference = reference
+        self.requested_by = requested_by
         self.budget = budget
         self.estimate = estimate
+        #: Estimated tokens per character of the last text estimated: predicts the next cut.
+        self.density = estimate(empty) / len(empty)
 
     def render(self, fragments: Sequence[str]) -> str:
         return f"{self.head}{','.join(fragments)}{self.tail}"
 
     def fits(self, text: str) -> bool:
-        return self.estimate(text) <= self.budget
+        """Whether ``text`` fits the budget; its tokens per character predict the next cut."""
+        tokens = self.estimate(text)
+        self.density = tokens / len(text)
+        return tokens <= self.budget
 
     def cut(self, run: Sequence[Entry]) -> Iterator[Chunk]:
-        taken: list[Entry] = []
-        fragments: list[str] = []
-        text = ""
-        for entry in run:
-            fragment = _fragment(entry, entry.content)
-            candidate = self.render([*fragments, fragment])
-            if self.fits(candidate):
-                taken.append(entry)
-                fragments.append(fragment)
-                text = candidate
-                continue
-            if taken:
-                yield self._chunk(taken, 0, text)
-            alone = self.render([fragment])
-            if self.fits(alone):
-                taken, fragments, text = [entry], [fragment], alone
+        messages = [_message(entry, entry.content) for entry in run]
+        fragments = [orjson.dumps(message).decode() for message in messages]
+        #: ``offsets[i]``: the characters of fragments ``0:i``, a comma after each.
+        offsets = [0, *itertools.accumulate(len(fragment) + 1 for fragment in fragments)]
+        start = 0
+        while start < len(run):
+            end = self._fill(fragments, offsets, start)
+            if end == start:
+                yield from self._parts(run[start])
+                end += 1
             else:
-                taken, fragments = [], []
-                yield from self._parts(entry)
-        if taken:
-            yield self._chunk(taken, 0, text)
+                text = self.render(fragments[start:end])
+                yield self._chunk(run[start:end], messages[start:end], 0, text)
+            start = end
+
+    def _fill(self, fragments: Sequence[str], offsets: Sequence[int], start: int) -> int:
+        """The largest ``end`` such that fragments ``start:end`` fit one job (``start``: none).
+
+        Greedy filling, as if message after message were added while the job
+        still fits, without estimating a growing text per message: the end is
+        predicted from the fragments' lengths and the last text's tokens per
+        character, then the estimator, the only judge, confirms it (usually two
+        estimates per job) or the search gallops away from it and bisects.
+        """
+
+        def fits(end: int) -> bool:
+            return self.fits(self.render(fragments[start:end]))
+
+        last = len(fragments)
+        framing = len(self.head) + len(self.tail) - 1
+        reach = self.budget / self.density if self.density else math.inf
+        predicted = bisect.bisect_right(offsets, offsets[start] + reach - framing) - 1
+        guess = min(max(predicted, start + 1), last)
+        step = 1
+        if fits(guess):
+            low = guess
+            while low + step <= last and fits(low + step):
+                low, step = low + step, step * 2
+            high = min(low + step, last + 1)
+        else:
+            high = guess
+            while high - step > start and not fits(high - step):
+                high, step = high - step, step * 2
+            low = max(high - step, start)
+        while low + 1 < high:  # fragments start:low fit, start:high do not
+            middle = (low + high) // 2
+            if fits(middle):
+                low = middle
+            else:
+                high = middle
+        return low
 
     def _parts(self, entry: Entry) -> Iterator[Chunk]:
         """``entry`` cut into the fewest ordered parts that each fit a job of their own."""
@@ -139,7 +180,9 @@ class _Frame:
         while start < len(content) or part == 0:  # an empty message too large fails too
             end = self._longest_fit(entry, start)
             part += 1
-            yield self._chunk([entry], part, self.render([_fragment(entry, content[start:end])]))
+            message = _message(entry, content[start:end])
+            text = self.render([orjson.dumps(message).decode()])
+            yield self._chunk([entry], [message], part, text)
             start = end
 
     def _longest_fit(self, entry: Entry, start: int) -> int:
@@ -148,7 +191,8 @@ class _Frame:
         low, high = start, len(content)
         while low < high:
             middle = (low + high + 1) // 2
-            if self.fits(self.render([_fragment(entry, content[start:middle])])):
+            message = _message(entry, content[start:middle])
+            if self.fits(self.render([orjson.dumps(message).decode()])):
                 low = middle
             else:
                 high = middle - 1
@@ -158,7 +202,18 @@ class _Frame:
             )
         return low
 
-    def _chunk(self, entries: Sequence[Entry], part: int, text: str) -> Chunk:
+    def _chunk(
+        self,
+        entries: Sequence[Entry],
+        messages: list[dict[str, Any]],
+        part: int,
+        text: str,
+    ) -> Chunk:
         return Chunk(
-            self.reference, tuple(entry.id for entry in entries), part, text, self.estimate(text)
+            self.reference,
+            tuple(entry.id for entry in entries),
+            part,
+            text,
+            knowledge_payload(self.reference, messages, self.requested_by),
+            self.estimate(text),
         )

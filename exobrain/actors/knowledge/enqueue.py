@@ -23,16 +23,16 @@ CONCURRENCY = 32
 
 def request_for(dispatch: Dispatch) -> pb.EnqueueJobRequest:
     payload = dispatch.payload
-    return pb.EnqueueJobRequest(
-        job_type=KNOWLEDGE_UPDATE,
-        user_id=str(dispatch.user_id),
-        idempotency_key=str(dispatch.id),
-        knowledge_update=pb.KnowledgeUpdatePayload(
-            journal_reference=payload["journal_reference"],
-            messages=[pb.KnowledgeUpdateMessage(**message) for message in payload["messages"]],
-            requested_by_user_id=payload["requested_by_user_id"],
-        ),
+    request = pb.EnqueueJobRequest(
+        job_type=KNOWLEDGE_UPDATE, user_id=str(dispatch.user_id), idempotency_key=str(dispatch.id)
     )
+    update = request.knowledge_update
+    update.journal_reference = payload["journal_reference"]
+    update.requested_by_user_id = payload["requested_by_user_id"]
+    add = update.messages.add  # in place: a message built apart is copied into its parent
+    for message in payload["messages"]:
+        add(**message)
+    return request
 
 
 async def enqueue_all(enqueue: Enqueue, dispatches: Sequence[Dispatch]) -> list[Outcome]:

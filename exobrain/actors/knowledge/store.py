@@ -1,9 +1,11 @@
 """The KnowledgeDispatchActor's SQL: uncommitted messages in, outbox rows out.
 
-Selecting and chunking happen outside any transaction; the transaction that
-writes the outbox marks the selected messages committed only where they still
-are not. If a concurrent dispatch (another process) committed any of them
-first, the write rolls back and the actor selects again: every message is
+A journal's messages are committed to the knowledge base up to its watermark
+(``knowledge_watermarks``). Selecting and chunking happen outside any
+transaction; the transaction that writes the outbox moves each selected
+journal's watermark to the last sequence selected, only where it still is
+where the selection saw it. If a concurrent dispatch (another process) moved
+one first, the write rolls back and the actor selects again: every message is
 dispatched once in total, and the row locks are held only for the write.
 """
 
@@ -39,44 +41,85 @@ class Outcome:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """A journal's watermark as the selection saw it, and where its dispatch moves it."""
+
+    conversation_id: uuid.UUID
+    seen: int
+    through: int
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Uncommitted messages in journal, then sequence order; a watermark per journal."""
+
+    entries: list[Entry]
+    watermarks: list[Watermark]
+
+
 class AlreadyDispatched(RuntimeError):
-    """Some selected messages were committed by a concurrent dispatch: select again."""
+    """A concurrent dispatch moved a selected journal's watermark: select again."""
 
 
-async def uncommitted(pool: asyncpg.Pool, user_id: uuid.UUID, reference: str | None) -> list[Entry]:
+async def uncommitted(pool: asyncpg.Pool, user_id: uuid.UUID, reference: str | None) -> Selection:
+    """One statement, so that the watermarks and the messages above them are one snapshot.
+
+    ``committed_to_knowledge_base`` is no longer written; it still marks the
+    messages committed out of order before watermarks existed (migration 0004).
+    """
     rows = await pool.fetch(
         """
-        SELECT m.id, c.reference, m.role, m.content, m.sequence,
+        SELECT c.id, w.through, m.id, c.reference, m.role, m.content, m.sequence,
                to_char(m.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-                   AS created_at
-        FROM messages m JOIN conversations c ON c.id = m.conversation_id
-        WHERE m.user_id = $1 AND NOT m.committed_to_knowledge_base
-          AND ($2::text IS NULL OR c.reference = $2)
+        FROM conversations c
+        CROSS JOIN LATERAL (
+            SELECT coalesce(max(k.committed_through), 0) AS through
+            FROM knowledge_watermarks k WHERE k.conversation_id = c.id
+        ) w
+        JOIN messages m ON m.conversation_id = c.id AND m.sequence > w.through
+                       AND NOT m.committed_to_knowledge_base
+        WHERE c.user_id = $1 AND ($2::text IS NULL OR c.reference = $2)
         ORDER BY c.reference, m.sequence
         """,
         user_id,
         reference,
     )
-    return [Entry(*row) for row in rows]
+    watermarks: dict[uuid.UUID, Watermark] = {}
+    for conversation_id, seen, _, _, _, _, sequence, _ in rows:  # the last one of each journal
+        watermarks[conversation_id] = Watermark(conversation_id, seen, sequence)
+    return Selection([Entry(*row[2:]) for row in rows], list(watermarks.values()))
 
 
 async def write(
-    pool: asyncpg.Pool, user_id: uuid.UUID, payloads: Sequence[tuple[Chunk, dict[str, Any]]]
+    pool: asyncpg.Pool, user_id: uuid.UUID, selection: Selection, chunks: Sequence[Chunk]
 ) -> list[Dispatch]:
-    """One outbox row per chunk, and its messages marked committed, in one transaction."""
-    message_ids = list(dict.fromkeys(i for chunk, _ in payloads for i in chunk.message_ids))
+    """One outbox row per chunk, and the journals' watermarks moved, in one transaction.
+
+    Watermarks are taken in reference order, as every dispatch takes them, so
+    two dispatches of one user cannot deadlock.
+    """
+    watermarks = selection.watermarks
     dispatches = [
-        Dispatch(uuid.uuid4(), user_id, chunk.journal_reference, payload)
-        for chunk, payload in payloads
+        Dispatch(uuid.uuid4(), user_id, chunk.journal_reference, chunk.fields) for chunk in chunks
     ]
     async with pool.acquire() as connection, connection.transaction():
         status = await connection.execute(
-            "UPDATE messages SET committed_to_knowledge_base = true"
-            " WHERE id = ANY($1::uuid[]) AND user_id = $2 AND NOT committed_to_knowledge_base",
-            message_ids,
-            user_id,
+            """
+            INSERT INTO knowledge_watermarks AS k (conversation_id, committed_through)
+            SELECT * FROM unnest($1::uuid[], $3::bigint[])
+            ON CONFLICT (conversation_id)
+            DO UPDATE SET committed_through = excluded.committed_through
+            WHERE k.committed_through = (
+                SELECT s.seen FROM unnest($1::uuid[], $2::bigint[]) AS s(conversation_id, seen)
+                WHERE s.conversation_id = k.conversation_id
+            )
+            """,
+            [watermark.conversation_id for watermark in watermarks],
+            [watermark.seen for watermark in watermarks],
+            [watermark.through for watermark in watermarks],
         )
-        if int(status.rpartition(" ")[2]) != len(message_ids):
+        if int(status.rpartition(" ")[2]) != len(watermarks):
             raise AlreadyDispatched(f"{user_id}: messages were dispatched concurrently")
         await connection.executemany(
             """
@@ -95,9 +138,7 @@ async def write(
                     chunk.payload,
                     chunk.tokens,
                 )
-                for position, (dispatch, (chunk, _)) in enumerate(
-                    zip(dispatches, payloads, strict=True)
-                )
+                for position, (dispatch, chunk) in enumerate(zip(dispatches, chunks, strict=True))
             ],
         )
     return dispatches
