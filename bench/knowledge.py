@@ -4,7 +4,8 @@ In-process (``--dsn``; NATS at ``$EXOBRAIN_NATS_URL``, default
 nats://127.0.0.1:4222): the KnowledgeDispatchActor as the service runs it,
 enqueueing through a real orchestrator on this event loop into a JetStream
 stream of the benchmark's own (deleted afterwards). Figures: wall time of the
-update request, jobs in the stream, and the largest job's estimated tokens.
+update request, jobs in the stream, and the largest job's estimated tokens; a
+job over budget or a message no job carries counts as an error.
 """
 
 from __future__ import annotations
@@ -88,12 +89,13 @@ async def knowledge(session: aiohttp.ClientSession, options: Options) -> list[Su
                 system.handle("knowledge"), RequestUpdate(user_id), timeout=120
             )
             seconds = time.perf_counter() - started
-            tokens = await _job_tokens(client, settings.job_stream_name, result.job_ids)
+            tokens, carried = await _jobs(client, settings.job_stream_name, result.job_ids)
             over = sum(t > settings.knowledge_update_max_tokens for t in tokens)
+            missed = MESSAGES - carried
             print(
                 f"knowledge update round {round_}: {MESSAGES} messages in {JOURNALS} journals → "
                 f"{len(result.job_ids)} jobs ({result.status}), max {max(tokens)} tokens/job, "
-                f"{over} over budget, {seconds * 1000:.0f} ms"
+                f"{over} over budget, {missed} messages not carried, {seconds * 1000:.0f} ms"
             )
             results.append(
                 summarize(
@@ -101,7 +103,7 @@ async def knowledge(session: aiohttp.ClientSession, options: Options) -> list[Su
                     [seconds],
                     concurrency=1,
                     seconds=seconds,
-                    errors=over + (result.status != "queued"),
+                    errors=over + missed + (result.status != "queued"),
                 )
             )
     finally:
@@ -139,13 +141,17 @@ def _text(rng: random.Random, length: int) -> str:
     return f'{words}\n"quoted" ünïcödé '[:length].ljust(length, ".")
 
 
-async def _job_tokens(client: NatsClient, stream: str, job_ids: tuple[str, ...]) -> list[int]:
-    """Estimated tokens of every job of ``job_ids``, measured on the payload text in the stream."""
+async def _jobs(client: NatsClient, stream: str, job_ids: tuple[str, ...]) -> tuple[list[int], int]:
+    """Each job's estimated tokens (on its payload text in the stream); the messages carried."""
     jetstream = client.jetstream()
     state = (await jetstream.stream_info(stream)).state
     wanted, tokens = set(job_ids), []
+    carried: set[tuple[str, int]] = set()
     for sequence in range(state.first_seq, state.last_seq + 1):
         envelope = orjson.loads((await jetstream.get_msg(stream, sequence)).data or b"{}")
         if envelope["job_id"] in wanted:
-            tokens.append(estimate_tokens(orjson.dumps(envelope["payload"]).decode()))
-    return tokens
+            payload = envelope["payload"]
+            tokens.append(estimate_tokens(orjson.dumps(payload).decode()))
+            reference = payload["journal_reference"]
+            carried.update((reference, message["sequence"]) for message in payload["messages"])
+    return tokens, len(carried)
