@@ -17,7 +17,15 @@ import aiohttp
 import orjson
 import uvloop
 
-from . import auth, chat, health, journal, journal_api, knowledge  # noqa: F401 - registers them
+from . import (  # noqa: F401 - registers them
+    auth,
+    chat,
+    chat_socket,
+    health,
+    journal,
+    journal_api,
+    knowledge,
+)
 from .registry import BENCHMARKS, Options
 from .stats import Summary
 
@@ -42,12 +50,21 @@ def main() -> int:
         default=os.environ.get("ASSISTANT_DB_DSN"),
         help="PostgreSQL for in-process benchmarks (default: $ASSISTANT_DB_DSN)",
     )
+    parser.add_argument("--connections", type=int, default=5000, help="sockets for ws-idle")
+    parser.add_argument("--tabs", type=int, default=5, help="sockets per user for ws-idle")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown or not args.names:
         parser.error(f"choose benchmarks from: {', '.join(BENCHMARKS)}")
-    options = Options(args.url.rstrip("/"), args.requests, args.concurrency, args.dsn)
+    options = Options(
+        args.url.rstrip("/"),
+        args.requests,
+        args.concurrency,
+        args.dsn,
+        connections=args.connections,
+        tabs=args.tabs,
+    )
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as the service runs
         results = runner.run(run(args.names, options))
     for summary in results:

@@ -24,7 +24,7 @@ from .stats import Summary, summarize
 PASSWORD = "bench-password"  # noqa: S105 - throw-away accounts of the benchmark
 
 
-async def _users(dsn: str, count: int) -> list[str]:
+async def create_users(dsn: str, count: int) -> list[str]:
     password_hash = await asyncio.to_thread(hash_password, PASSWORD)
     emails = [f"chat-bench-{uuid.uuid4()}@bench.test" for _ in range(count)]
     connection = await asyncpg.connect(dsn)
@@ -45,7 +45,7 @@ async def _users(dsn: str, count: int) -> list[str]:
     return emails
 
 
-async def _login(session: aiohttp.ClientSession, url: str, email: str) -> dict[str, str]:
+async def login(session: aiohttp.ClientSession, url: str, email: str) -> dict[str, str]:
     body = {
         "email": email,
         "password": PASSWORD,
@@ -82,8 +82,8 @@ async def chat(session: aiohttp.ClientSession, options: Options) -> list[Summary
     """200 turns by one user in sequence; 50 users sending 20 turns each at once."""
     if options.dsn is None:
         raise SystemExit("the chat benchmark needs --dsn (the server's database) to create users")
-    emails = await _users(options.dsn, 51)
-    headers = [await _login(session, options.url, email) for email in emails]
+    emails = await create_users(options.dsn, 51)
+    headers = [await login(session, options.url, email) for email in emails]
     await _turn(session, options.url, headers[0])  # warm-up
 
     sequential, firsts, sizes = [], [], []

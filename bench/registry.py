@@ -17,6 +17,9 @@ class Options:
     concurrency: int
     #: PostgreSQL for in-process benchmarks (the journal's); None when not given.
     dsn: str | None = None
+    #: Sockets to hold open, and per user (``ws-idle``).
+    connections: int = 5000
+    tabs: int = 5
 
 
 Benchmark = Callable[[aiohttp.ClientSession, Options], Awaitable[list[Summary]]]

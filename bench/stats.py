@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,8 @@ class Summary:
     p99_ms: float
     max_ms: float
     errors: int
+    #: Figures that are not latencies (memory, ratios), printed after the line.
+    notes: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -27,7 +29,7 @@ class Summary:
             f"{self.name:<28} n={self.count:<7} c={self.concurrency:<4} "
             f"{self.per_second:>9.1f}/s  p50 {self.p50_ms:>7.2f} ms  p95 {self.p95_ms:>7.2f} ms  "
             f"p99 {self.p99_ms:>7.2f} ms  max {self.max_ms:>7.2f} ms  errors {self.errors}"
-        )
+        ) + "".join(f"\n    {key}: {value:,.1f}" for key, value in self.notes.items())
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -39,7 +41,13 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 def summarize(
-    name: str, latencies: list[float], *, concurrency: int, seconds: float, errors: int = 0
+    name: str,
+    latencies: list[float],
+    *,
+    concurrency: int,
+    seconds: float,
+    errors: int = 0,
+    notes: dict[str, float] | None = None,
 ) -> Summary:
     ordered = sorted(latencies)
     return Summary(
@@ -53,4 +61,5 @@ def summarize(
         p99_ms=percentile(ordered, 0.99) * 1000,
         max_ms=ordered[-1] * 1000 if ordered else float("nan"),
         errors=errors,
+        notes=notes or {},
     )

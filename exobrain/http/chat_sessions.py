@@ -18,7 +18,14 @@ import redis.asyncio as redis
 from aiohttp import hdrs, web
 from pydantic import BaseModel, ValidationInfo, field_validator
 
-from exobrain.actors.session import Accepted, SendMessage, SessionFor, StreamNotFound, TurnRejected
+from exobrain.actors.session import (
+    Accepted,
+    SendMessage,
+    SessionFor,
+    StreamNotFound,
+    Subscription,
+    TurnRejected,
+)
 from exobrain.supervision import ActorUnavailable, ask
 
 from .actors import SESSIONS
@@ -67,14 +74,15 @@ async def session_for(app: web.Application, user_id: uuid.UUID) -> pykka.ActorRe
     return ref
 
 
-async def send_message(app: web.Application, user_id: uuid.UUID, body: ChatMessage) -> Accepted:
+async def send_message(
+    app: web.Application, user_id: uuid.UUID, body: ChatMessage, sink: Subscription | None = None
+) -> Accepted:
     """Rate-limit, then have the user's session store the message and queue its turn."""
     await _rate_limit(app, user_id)
     session = await session_for(app, user_id)
+    message = SendMessage(body.client_message_id, body.message, sink)
     try:
-        accepted: Accepted = await ask(
-            session, SendMessage(body.client_message_id, body.message), timeout=ASK_TIMEOUT
-        )
+        accepted: Accepted = await ask(session, message, timeout=ASK_TIMEOUT)
     except TurnRejected as exc:
         raise ChatRefused(429, "too_many_pending", str(exc), 5) from None
     except ActorUnavailable:

@@ -213,7 +213,7 @@ class ChatSocket:
             case ChatSend():
                 if self._app[SOCKETS].closing:
                     raise ChatRefused(503, "shutting_down", "the server is shutting down", 1)
-                accepted = await send_message(self._app, self.user_id, frame)
+                accepted = await send_message(self._app, self.user_id, frame, self._sink)
                 return frames.accepted(
                     frame.client_message_id, accepted.stream_id, accepted.journal_reference
                 )
@@ -226,6 +226,14 @@ class ChatSocket:
                 return frames.resumed(stream_id, subscribed)
 
     async def _write(self) -> None:
+        try:
+            await self._pump()
+        except ChatRefused as exc:  # the crashed session's successor could not be reached
+            await self._close(Close.TRY_AGAIN, exc.message)
+        except ConnectionError:
+            log.debug("chat socket of %s went away while sending", self.user_id)
+
+    async def _pump(self) -> None:
         """Send events as they come; re-check credentials when quiet; close when told to."""
         loop = asyncio.get_running_loop()
         recheck_at = loop.time() + self._recheck

@@ -18,8 +18,12 @@ import pytest
 from auth_support import Client, create_account, login_tokens, start
 from test_chat import eventually_stored, send, signed_in, stored
 
+from exobrain.actors.session import SessionFor
+from exobrain.actors.session.messages import TurnEvents
 from exobrain.agent.mock import load_messages
 from exobrain.config import Settings
+from exobrain.http.actors import SESSIONS
+from exobrain.supervision import ask, tell
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))
 from fake_provider import FakeProvider, Stream, serve, text
@@ -157,6 +161,32 @@ async def test_every_tab_of_the_user_gets_every_event_and_nobody_else_does(
     assert [row["role"] for row in rows] == ["user", "assistant"] * 2
     await stranger.send_json({"type": "ping"})
     assert await frame(stranger) == {"type": "pong"}  # and nothing of the other user's before it
+
+
+async def test_sockets_follow_the_new_session_after_a_crash(client: Client) -> None:
+    account, headers = await signed_in(client)
+    first, second = await connect(client, headers), await connect(client, headers)
+    await first.send_json({"type": "ping"})
+    assert await frame(first) == {"type": "pong"}
+    crashed = await ask(client.app[SESSIONS].ref, SessionFor(account.user_id), timeout=5)
+    tell(crashed, TurnEvents(uuid.uuid4(), ()))  # an unknown stream: the actor fails
+    for _ in range(100):
+        current = await ask(client.app[SESSIONS].ref, SessionFor(account.user_id), timeout=5)
+        if current != crashed:
+            break
+        await asyncio.sleep(0.05)
+    await first.send_json(chat_send("still there?"))
+    stream_id = (await frame(first))["stream_id"]
+    answer = check_complete(await stream_events(first, stream_id))
+    announced = await frame(second)  # the turn, or word of it if it began before re-attaching
+    if announced["type"] == "stream.active":
+        await second.send_json({"type": "stream.resume", "stream_id": stream_id, "after_seq": 0})
+        announced = await frame(second)
+        if announced["type"] == "stream.resumed":
+            announced = await frame(second)
+    assert announced["type"] == "event"
+    rest = [] if announced["event"] == "done" else await stream_events(second, stream_id)
+    assert check_complete([announced, *rest]) == answer
 
 
 async def test_a_retried_send_answers_the_same_stream_and_starts_nothing(client: Client) -> None:

@@ -181,6 +181,8 @@ class SessionActor(SupervisedActor):
             return Accepted(stream_id, reference, duplicate=True)
         stream = self._streams[stream_id] = Stream(stream_id, message.client_message_id, reference)
         stream.subscribers |= self._attached
+        if message.sink is not None:
+            stream.subscribers.add(message.sink)
         self._forget_old_streams()
         self._queue.append(_Queued(stream_id, reference, message.text))
         self._start_next()

@@ -21,10 +21,15 @@ class SessionFor:
 
 @dataclass(frozen=True, slots=True)
 class SendMessage:
-    """Store the user's message durably, then queue a turn answering it."""
+    """Store the user's message durably, then queue a turn answering it.
+
+    ``sink``, the sender's inbox, follows the new stream even if it is not
+    attached (yet) to this session.
+    """
 
     client_message_id: uuid.UUID
     text: str
+    sink: Subscription | None = None
 
 
 @dataclass(frozen=True, slots=True)
