@@ -3,9 +3,9 @@
 A journal's messages are committed to the knowledge base up to its watermark
 (``knowledge_watermarks``). Selecting and chunking happen outside any
 transaction; the transaction that writes the outbox moves each selected
-journal's watermark to the last sequence selected, only where it still is
-where the selection saw it. If a concurrent dispatch (another process) moved
-one first, the write rolls back and the actor selects again: every message is
+journal's watermark to the last sequence selected, provided it is still where
+the selection saw it. If a concurrent dispatch (another process) moved one
+first, the write rolls back and the actor selects again: every message is
 dispatched once in total, and the row locks are held only for the write.
 """
 
