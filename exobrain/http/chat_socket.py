@@ -41,7 +41,7 @@ from exobrain.auth import Principal
 from exobrain.supervision import ActorUnavailable, ask, tell
 
 from . import chat_frames as frames
-from .actors import SESSIONS
+from .actors import METRICS, SESSIONS
 from .authentication import authenticate, bearer_token
 from .chat_frames import ChatCancel, ChatSend, FrameError, Ping, StreamResume
 from .chat_sessions import ChatRefused, ask_stream, send_message, session_for
@@ -301,10 +301,13 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     replaced = sockets.add(socket)
     if replaced is not None:
         replaced.end(Close.REPLACED, "replaced by a newer connection")
+    gauge = request.app[METRICS].websocket_connections
+    gauge.inc()
     try:
         await socket.serve()
     finally:
         sockets.remove(socket)
+        gauge.dec()
     return ws
 
 

@@ -146,6 +146,7 @@ async def test_every_tab_of_the_user_gets_every_event_and_nobody_else_does(
     _, stranger_headers = await signed_in(client)
     first, second = await connect(client, headers), await connect(client, headers)
     stranger = await connect(client, stranger_headers)
+    assert "websocket_connections 3.0" in await (await client.get("/metrics")).text()
     for sender, other in ((first, second), (second, first)):
         cid = uuid.uuid4()
         await sender.send_json(chat_send("What is on today?", cid))
