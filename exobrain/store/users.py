@@ -36,8 +36,7 @@ async def find_password_identity(pool: asyncpg.Pool, email: str) -> PasswordIden
 
 async def find_user(pool: asyncpg.Pool, user_id: uuid.UUID) -> Principal | None:
     """The user by primary key; None once deleted."""
-    row = await pool.fetchrow("SELECT id, email, name FROM users WHERE id = $1", user_id)
-    return None if row is None else _principal(row)
+    return (await find_users(pool, [user_id])).get(user_id)
 
 
 async def find_users(pool: asyncpg.Pool, user_ids: list[uuid.UUID]) -> dict[uuid.UUID, Principal]:
