@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import faulthandler
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -23,6 +25,9 @@ from .store.seed import SEED_PASSWORD, SEED_USERS, seed
 log = logging.getLogger("exobrain")
 
 T = TypeVar("T")
+
+#: Open files the server asks for (sockets included), within the hard limit.
+_MAX_OPEN_FILES = 65_536
 
 _INFRASTRUCTURE = ("assistant_db_dsn", "assistant_cache_redis_url", "exobrain_nats_url")
 
@@ -125,6 +130,7 @@ async def _serve_http(settings: Settings, *, banner: str) -> int:
     from .http import create_app  # noqa: PLC0415 - keeps `migrate` and `seed` light
     from .http.actors import FATAL  # noqa: PLC0415
 
+    _allow_many_sockets()
     app = create_app(settings)
     runner = web.AppRunner(
         app,
@@ -153,6 +159,15 @@ async def _serve_http(settings: Settings, *, banner: str) -> int:
     finally:
         await runner.cleanup()
     return 70 if fatal.is_set() else 0
+
+
+def _allow_many_sockets() -> None:
+    """Every WebSocket holds a file descriptor; the common soft limit of 1024 would cap them."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = _MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, _MAX_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:

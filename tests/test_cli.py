@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from typing import Any
 import orjson
 import psutil
 import pytest
+
+from exobrain import cli
 
 pytestmark = pytest.mark.fault
 
@@ -117,3 +120,15 @@ def test_a_killed_dev_process_leaves_nothing_behind(state_dir: Path) -> None:
     again = DevServer(state_dir)
     assert again.get("/readyz")[0] == 200
     assert again.end(signal.SIGTERM) == 0
+
+
+def test_the_server_raises_its_open_files_limit_for_many_sockets() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        cli._allow_many_sockets()
+        raised, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    expected = 65_536 if hard == resource.RLIM_INFINITY else min(hard, 65_536)
+    assert raised == expected
