@@ -17,26 +17,27 @@ from typing import Generic, TypeVar
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-#: Fetches the values of a round's distinct keys; a key it leaves out has none (None).
+#: Fetches the values of a round's distinct keys; a key it leaves out gets the default.
 Fetch = Callable[[list[K]], Awaitable[Mapping[K, V]]]
 #: The callers of one round, by key.
-Round = dict[K, list[asyncio.Future[V | None]]]
+Round = dict[K, list[asyncio.Future[V]]]
 
 
 class Batcher(Generic[K, V]):
-    def __init__(self, fetch: Fetch[K, V]) -> None:
+    def __init__(self, fetch: Fetch[K, V], default: V) -> None:
         self._fetch = fetch
+        self._default = default
         self._waiting: Round[K, V] = {}
         self._rounds: asyncio.Task[None] | None = None
 
-    def get(self, key: K) -> asyncio.Future[V | None]:
+    def get(self, key: K) -> asyncio.Future[V]:
         """The value of ``key`` from the next round to start; await it.
 
         Every caller has a future of its own, so one that is cancelled leaves the
         others waiting for the same key untouched.
         """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[V | None] = loop.create_future()
+        future: asyncio.Future[V] = loop.create_future()
         self._waiting.setdefault(key, []).append(future)
         if self._rounds is None:
             self._rounds = loop.create_task(self._run())
@@ -54,7 +55,7 @@ class Batcher(Generic[K, V]):
                         future.set_exception(exc)
                 else:
                     for key, future in _undone(round_):
-                        future.set_result(found.get(key))
+                        future.set_result(found.get(key, self._default))
         finally:  # cancelled (the loop is closing): nobody is left waiting for ever
             self._rounds = None
             left, self._waiting = self._waiting, {}
@@ -63,7 +64,7 @@ class Batcher(Generic[K, V]):
                     future.cancel()
 
 
-def _undone(round_: Round[K, V]) -> Iterator[tuple[K, asyncio.Future[V | None]]]:
+def _undone(round_: Round[K, V]) -> Iterator[tuple[K, asyncio.Future[V]]]:
     """The round's futures still waiting: a cancelled caller's is done already."""
     for key, futures in round_.items():
         for future in futures:

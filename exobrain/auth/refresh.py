@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import redis.asyncio as redis
@@ -55,7 +56,7 @@ class RefreshTokens:
         self._tokens = f"{prefix}refresh:"
         self._ttl = ttl_seconds
         self._rotate = client.register_script(_ROTATE)
-        self._live: Batcher[str, bool] = Batcher(self._exist)
+        self._live: Batcher[str, bool] = Batcher(self._exist, default=False)
 
     async def issue(self, user_id: uuid.UUID) -> RefreshGrant:
         """Start a login for ``user_id`` with its first refresh token."""
@@ -94,8 +95,10 @@ class RefreshTokens:
     async def revoke_login(self, login_id: str) -> None:
         await self._redis.delete(self._logins + login_id)
 
-    async def is_live(self, login_id: str) -> bool:
-        return bool(await self._live.get(login_id))
+    def is_live(self, login_id: str) -> Awaitable[bool]:
+        """Whether the login still exists; a future, so that awaiting it with others
+        (:func:`asyncio.gather`) costs no task."""
+        return self._live.get(login_id)
 
     async def _exist(self, login_ids: list[str]) -> dict[str, bool]:
         async with self._redis.pipeline(transaction=False) as pipe:

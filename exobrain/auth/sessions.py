@@ -21,7 +21,7 @@ class WebSessions:
         self._redis = client
         self._prefix = f"{prefix}session:"
         self._ttl = ttl_seconds
-        self._users: Batcher[str, uuid.UUID] = Batcher(self._users_of)
+        self._users: Batcher[str, uuid.UUID | None] = Batcher(self._users_of, default=None)
 
     async def create(self, user_id: uuid.UUID) -> str:
         """Start a session for ``user_id``; the returned id is the cookie's value."""

@@ -53,7 +53,7 @@ class Auth:
 
 AUTH = web.AppKey("auth", Auth)
 #: Users by primary key, batched: what every authenticated request reads.
-USERS: web.AppKey[Batcher[uuid.UUID, Principal]] = web.AppKey("users")
+USERS: web.AppKey[Batcher[uuid.UUID, Principal | None]] = web.AppKey("users")
 
 
 async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -77,7 +77,7 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
         ),
         passwords=passwords,
     )
-    app[USERS] = Batcher(functools.partial(find_users, app[PG_POOL]))
+    app[USERS] = Batcher(functools.partial(find_users, app[PG_POOL]), default=None)
     yield
     passwords.close()
 

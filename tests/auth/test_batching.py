@@ -32,7 +32,7 @@ class Store:
 
 async def test_concurrent_lookups_share_one_round_of_distinct_keys() -> None:
     store = Store({"a": 1, "b": 2})
-    batcher = Batcher(store.fetch)
+    batcher = Batcher(store.fetch, default=None)
     results = await asyncio.gather(*(batcher.get(key) for key in ["a", "b", "a", "missing"]))
     assert results == [1, 2, 1, None]
     assert store.rounds == [["a", "b", "missing"]]
@@ -41,7 +41,7 @@ async def test_concurrent_lookups_share_one_round_of_distinct_keys() -> None:
 async def test_a_lookup_made_during_a_round_waits_for_a_fresh_one() -> None:
     store = Store({"a": 1})
     store.release.clear()
-    batcher = Batcher(store.fetch)
+    batcher = Batcher(store.fetch, default=None)
     early = batcher.get("a")
     await store.started.wait()  # the first round has read its snapshot
     store.values["a"] = 2  # e.g. a login revoked just after the round started
@@ -54,7 +54,7 @@ async def test_a_lookup_made_during_a_round_waits_for_a_fresh_one() -> None:
 async def test_a_failure_reaches_its_round_only() -> None:
     store = Store({"a": 1})
     store.failure = ConnectionError("down")
-    batcher = Batcher(store.fetch)
+    batcher = Batcher(store.fetch, default=None)
     results = await asyncio.gather(batcher.get("a"), batcher.get("a"), return_exceptions=True)
     assert [type(result) for result in results] == [ConnectionError, ConnectionError]
     store.failure = None
@@ -64,7 +64,7 @@ async def test_a_failure_reaches_its_round_only() -> None:
 async def test_a_cancelled_caller_leaves_the_others_waiting() -> None:
     store = Store({"a": 1})
     store.release.clear()
-    batcher = Batcher(store.fetch)
+    batcher = Batcher(store.fetch, default=None)
     gone, staying = batcher.get("a"), batcher.get("a")
     gone.cancel()
     store.release.set()
