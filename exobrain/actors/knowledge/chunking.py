@@ -96,6 +96,11 @@ def _message(entry: Entry, content: str) -> dict[str, Any]:
     return knowledge_message(entry.role, content, entry.sequence, entry.created_at)
 
 
+def _fragment(message: dict[str, Any]) -> str:
+    """A message as the payload text carries it."""
+    return orjson.dumps(message).decode()
+
+
 class _Frame:
     """One journal's payload around its serialised messages, and the budget it must fit."""
 
@@ -123,8 +128,8 @@ class _Frame:
 
     def cut(self, run: Sequence[Entry]) -> Iterator[Chunk]:
         messages = [_message(entry, entry.content) for entry in run]
-        fragments = [orjson.dumps(message).decode() for message in messages]
-        #: ``offsets[i]``: the characters of fragments ``0:i``, a comma after each.
+        fragments = [_fragment(message) for message in messages]
+        # offsets[i]: the characters of fragments 0:i, a comma after each.
         offsets = [0, *itertools.accumulate(len(fragment) + 1 for fragment in fragments)]
         start = 0
         while start < len(run):
@@ -181,7 +186,7 @@ class _Frame:
             end = self._longest_fit(entry, start)
             part += 1
             message = _message(entry, content[start:end])
-            text = self.render([orjson.dumps(message).decode()])
+            text = self.render([_fragment(message)])
             yield self._chunk([entry], [message], part, text)
             start = end
 
@@ -192,7 +197,7 @@ class _Frame:
         while low < high:
             middle = (low + high + 1) // 2
             message = _message(entry, content[start:middle])
-            if self.fits(self.render([orjson.dumps(message).decode()])):
+            if self.fits(self.render([_fragment(message)])):
                 low = middle
             else:
                 high = middle - 1
