@@ -12,6 +12,7 @@ from journal_support import REFERENCE, Reader, answer, reader, start_journal
 
 from exobrain.actors.journal import NewToolCall
 from exobrain.config import Settings
+from exobrain.http.resources import PG_POOL
 
 
 @pytest.fixture
@@ -206,3 +207,15 @@ async def test_two_users_with_the_same_reference_see_only_their_own(alice: Reade
     assert [h["reference"] for h in await alice.json("/api/journal/search", q="secret")] == [
         REFERENCE
     ]
+
+
+async def test_a_message_owned_by_someone_else_never_shows_in_a_page(alice: Reader) -> None:
+    """Defence in depth: pages check each message's owner, not only the journal's."""
+    bob = await reader(alice.client)
+    stray, _ = await alice.write(REFERENCE, "stray", "kept")
+    await alice.client.app[PG_POOL].execute(
+        "UPDATE messages SET user_id = $1 WHERE id = $2", bob.user_id, stray.id
+    )
+    page = await alice.json(f"/api/journal/{REFERENCE}/messages")
+    assert [m["content"] for m in page] == ["kept"]
+    assert (await bob.get(f"/api/journal/{REFERENCE}/messages")).status == 404
