@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import faulthandler
+import gc
 import logging
 import resource
 import signal
@@ -146,6 +147,8 @@ async def _serve_http(settings: Settings, *, banner: str) -> int:
             print(f"exobrain is serving at http://{host}:{port}", flush=True)
         if banner:
             print(banner, flush=True)
+        gc.collect()
+        gc.freeze()  # start-up's objects live for good: full collections need not walk them
         stopping, fatal = asyncio.Event(), app[FATAL]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -31,9 +31,20 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         min_size=settings.assistant_db_pool_min_size,
         max_size=settings.assistant_db_pool_max_size,
         init=init,
+        reset=_keep_session,
     )
     assert pool is not None
     return pool
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """On release, keep the session as ``init`` left it.
+
+    asyncpg's default reset runs ``RESET ALL`` (undoing ``RESHAPE_SCHEMA_QUERY``
+    after a connection's first use) plus unlocks and ``UNLISTEN``, one more round
+    trip per release for state nothing here keeps; open transactions are still
+    rolled back before this is called.
+    """
 
 
 def _dumps(value: Any) -> str:

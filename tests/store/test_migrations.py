@@ -125,6 +125,8 @@ async def test_reshape_query_runs_on_every_pooled_connection(
         names = [await connection.fetchval("SHOW application_name") for connection in connections]
         for connection in connections:
             await pool.release(connection)
+        async with pool.acquire() as reused:  # a released connection keeps its session settings
+            names.append(await reused.fetchval("SHOW application_name"))
     finally:
         await pool.close()
-    assert names == ["reshaped"] * 3
+    assert names == ["reshaped"] * 4
