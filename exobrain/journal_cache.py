@@ -40,7 +40,6 @@ from typing import Literal
 import redis.asyncio as redis
 
 from exobrain.actors.journal import JournalChanged, Listener
-from exobrain.supervision import run_on_loop
 
 log = logging.getLogger(__name__)
 
@@ -179,13 +178,18 @@ class JournalCache:
             self._dirty.add(self._generation_key(user_id, None))
         await self._renew_dirty()
 
-    def listener(self, loop: asyncio.AbstractEventLoop) -> Listener:
-        """A JournalActor listener that invalidates on ``loop`` before the writers are answered."""
-        deadline = self._timeout + 1.0  # a loop that cannot run it in time leaves it dirty
+    def listener(self) -> Listener:
+        """A JournalActor listener: invalidates after each commit, before writers are answered."""
+        deadline = self._timeout + 1.0
 
-        def on_change(event: JournalChanged) -> None:
-            if self._enabled:
-                run_on_loop(loop, self.invalidate(event.journals), timeout=deadline)
+        async def on_change(event: JournalChanged) -> None:
+            if not self._enabled:
+                return
+            try:
+                async with asyncio.timeout(deadline):
+                    await self.invalidate(event.journals)
+            except TimeoutError:  # the generations stay dirty: renewed before the next read
+                log.warning("journal cache invalidation took over %.1f s", deadline)
 
         return on_change
 

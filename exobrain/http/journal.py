@@ -11,7 +11,6 @@ is the caller's own: another user's journal is a 404, never their data.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -89,7 +88,7 @@ async def journal_cache_ctx(app: web.Application) -> AsyncIterator[None]:
         enabled=settings.journal_cache_enabled,
     )
     app[JOURNAL_CACHE] = cache
-    app[JOURNAL_LISTENERS].append(cache.listener(asyncio.get_running_loop()))
+    app[JOURNAL_LISTENERS].append(cache.listener())
     yield
     if own is not None:
         await client.aclose()

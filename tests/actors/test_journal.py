@@ -198,8 +198,12 @@ async def test_commits_are_announced_per_journal(
     aiohttp_client: AiohttpClient, settings: Settings
 ) -> None:
     heard: list[JournalChanged] = []
+
+    async def hear(event: JournalChanged) -> None:
+        heard.append(event)
+
     app = create_app(settings)
-    app[JOURNAL_LISTENERS].append(heard.append)
+    app[JOURNAL_LISTENERS].append(hear)
     await aiohttp_client(app)
     user_id = await new_user(app[PG_POOL])
     client_id = uuid.uuid4()

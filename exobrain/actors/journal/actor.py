@@ -10,8 +10,9 @@ after COMMIT, so nobody is told "saved" for a row that is not in the
 database. After each commit, and before any caller is answered, the changed
 journals are announced to listeners, so a read cache that invalidates on the
 announcement can never serve a page older than a write its reader saw
-acknowledged. Listeners run on the actor's thread: they may block it briefly
-(``run_on_loop`` with a timeout), never for long.
+acknowledged. Listeners are coroutines run on the event loop right after the
+commit, in the same visit to the loop as the write; each bounds its own time
+and never raises.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -32,7 +33,8 @@ from .store import write_batch
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[JournalChanged], None]
+Listener = Callable[[JournalChanged], Awaitable[None]]
+Outcomes = list[tuple[StoredMessage, ...] | Exception]
 
 
 class JournalActor(SupervisedActor):
@@ -95,38 +97,42 @@ class JournalActor(SupervisedActor):
         batch, self._pending = self._pending, []
         if not batch:
             return
-        started = time.perf_counter()
         try:
             outcomes = run_on_loop(
                 self._loop,
-                write_batch(self._pool, [command for command, _ in batch]),
-                timeout=self._write_timeout,
+                self._commit([command for command, _ in batch]),
+                timeout=2 * self._write_timeout,  # the write's, then the listeners' own bounds
             )
         except Exception as exc:  # the whole batch failed: every caller hears it
             log.warning("journal batch of %d failed: %r", len(batch), exc)
             self._fail(batch, exc)
             return
-        self._metrics.journal_batch_size.observe(len(batch))
-        self._metrics.journal_commit_seconds.observe(time.perf_counter() - started)
-        changed = {
-            (command.user_id, command.reference)
-            for (command, _), outcome in zip(batch, outcomes, strict=True)
-            if not isinstance(outcome, Exception) and not all(m.duplicate for m in outcome)
-        }
-        if changed:  # before any caller hears "saved": no reader can then see a stale page
-            self._announce(JournalChanged(frozenset(changed)))
         for (_, receipt), outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 receipt.set_exception((type(outcome), outcome, outcome.__traceback__))
             else:
                 receipt.set(outcome)
 
-    def _announce(self, event: JournalChanged) -> None:
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("journal listener %r failed", listener)
+    async def _commit(self, commands: list[AppendMessages]) -> Outcomes:
+        """On the loop: write the batch, then announce it before any caller hears "saved"."""
+        started = time.perf_counter()
+        async with asyncio.timeout(self._write_timeout):
+            outcomes: Outcomes = await write_batch(self._pool, commands)
+        self._metrics.journal_batch_size.observe(len(commands))
+        self._metrics.journal_commit_seconds.observe(time.perf_counter() - started)
+        changed = frozenset(
+            (command.user_id, command.reference)
+            for command, outcome in zip(commands, outcomes, strict=True)
+            if not isinstance(outcome, Exception) and not all(m.duplicate for m in outcome)
+        )
+        if changed:  # no reader can then see a page older than a write it saw acknowledged
+            event = JournalChanged(changed)
+            for listener in self._listeners:
+                try:
+                    await listener(event)
+                except Exception:
+                    log.exception("journal listener %r failed", listener)
+        return outcomes
 
     @staticmethod
     def _fail(
