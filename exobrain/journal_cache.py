@@ -2,8 +2,9 @@
 
 Every journal, and every user's list of entries, has a *generation*: a random
 token in Redis. A page's key contains the generation it was read under, so
-invalidation is one round trip that gives the changed journals (and their
-owners' lists) fresh tokens; old pages are never read again and expire on
+invalidation is one ``DEL`` of the changed journals' (and their owners'
+lists') generations, and the next reader mints fresh tokens; old pages are
+never read again and expire on
 their TTL (jittered so that pages filled together do not expire together). A
 reader takes the generation *before* querying PostgreSQL, so a page filled
 from a pre-write snapshot is stored under the old token: a reader who saw a
@@ -144,7 +145,7 @@ class JournalCache:
         load: Callable[[], Awaitable[bytes | None]],
     ) -> tuple[bytes | None, Outcome]:
         """The page ``name`` from the cache, else from ``load`` (None is returned, not cached)."""
-        if not self._enabled or not await self._renew_dirty():
+        if not self._enabled or not await self._drop_dirty():
             return await load(), "bypass"
         generation_key = self._generation_key(user_id, reference)
         slot = f"{generation_key}:{name}"
@@ -176,7 +177,7 @@ class JournalCache:
         for user_id, reference in journals:
             self._dirty.add(self._generation_key(user_id, reference))
             self._dirty.add(self._generation_key(user_id, None))
-        await self._renew_dirty()
+        await self._drop_dirty()
 
     def listener(self) -> Listener:
         """A JournalActor listener: invalidates after each commit, before writers are answered."""
@@ -236,7 +237,7 @@ class JournalCache:
             self._local.put(slot, generation, value, ttl)
         return value
 
-    async def _renew_dirty(self) -> bool:
+    async def _drop_dirty(self) -> bool:
         """Push pending invalidations; False while Redis cannot be trusted or reached."""
         if time.monotonic() < self._down_until:
             return False
@@ -244,13 +245,8 @@ class JournalCache:
             return True
         renewing = set(self._dirty)
         try:
-            async with (
-                asyncio.timeout(self._timeout),
-                self._client.pipeline(transaction=False) as pipe,
-            ):
-                for key in renewing:
-                    pipe.set(key, secrets.token_hex(8), ex=_GENERATION_TTL)
-                await pipe.execute()
+            async with asyncio.timeout(self._timeout):
+                await self._client.delete(*renewing)  # the next reader mints a fresh token
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._failed("invalidation", exc)
             return False

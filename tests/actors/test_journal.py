@@ -21,6 +21,7 @@ from exobrain.actors.journal import (
     StoredMessage,
     append,
 )
+from exobrain.actors.journal.store import write_batch
 from exobrain.config import Settings
 from exobrain.embedded import EmbeddedServer
 from exobrain.http import create_app
@@ -147,6 +148,28 @@ async def test_a_repeated_client_message_id_returns_the_original_row(
     )
     assert [row["content"] for row in contents] == ["once"]
     assert await stored_sequences(pool, user_id) == list(range(1, 2 + len(concurrent) + 1))
+
+
+async def test_one_batch_repeating_a_client_message_id_stores_it_once(
+    app: web.Application,
+) -> None:
+    pool = app[PG_POOL]
+    user_id = await new_user(pool)
+    repeated = uuid.uuid4()
+    outcomes = await write_batch(
+        pool,
+        [
+            AppendMessages(user_id, REFERENCE, (say("first", repeated), say("plain"))),
+            AppendMessages(user_id, REFERENCE, (say("repeat", repeated),)),
+            AppendMessages(user_id, "2026/11/25", (say("elsewhere", repeated),)),
+        ],
+    )
+    assert not any(isinstance(outcome, Exception) for outcome in outcomes)
+    [(first, plain), (repeat,), (elsewhere,)] = outcomes  # type: ignore[misc]
+    assert (first.sequence, plain.sequence, first.duplicate) == (1, 2, False)
+    assert (repeat.id, repeat.sequence, repeat.duplicate) == (first.id, 1, True)
+    assert (elsewhere.sequence, elsewhere.duplicate) == (1, False)  # another journal's id space
+    assert await stored_sequences(pool, user_id) == [1, 2]
 
 
 async def test_tool_calls_and_metadata_are_stored_in_order(app: web.Application) -> None:
