@@ -194,14 +194,19 @@ async def ws_echo(session: aiohttp.ClientSession, options: Options) -> list[Summ
     ).decode()
     per_socket = max(1, options.requests // 50)
     latencies: list[float] = []
+    errors = 0
     async with _echo_server() as url:
         sockets = [await session.ws_connect(url) for _ in range(50)]
 
         async def drive(ws: aiohttp.ClientWebSocketResponse) -> None:
+            nonlocal errors
             for _ in range(per_socket):
                 at = time.perf_counter()
                 await ws.send_str(frame)
-                await ws.receive()
+                echoed = await ws.receive()
+                if echoed.type is not aiohttp.WSMsgType.TEXT or echoed.data != frame:
+                    errors += 1
+                    return
                 latencies.append(time.perf_counter() - at)
 
         started = time.perf_counter()
@@ -209,6 +214,5 @@ async def ws_echo(session: aiohttp.ClientSession, options: Options) -> list[Summ
         seconds = time.perf_counter() - started
         for ws in sockets:
             await ws.close()
-    return [
-        summarize("ws-echo 50 sockets (round trip)", latencies, concurrency=50, seconds=seconds)
-    ]
+    name = "ws-echo 50 sockets (round trip)"
+    return [summarize(name, latencies, concurrency=50, seconds=seconds, errors=errors)]
