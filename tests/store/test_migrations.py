@@ -127,6 +127,7 @@ async def test_reshape_query_runs_on_every_pooled_connection(
             await pool.release(connection)
         async with pool.acquire() as reused:  # a released connection keeps its session settings
             names.append(await reused.fetchval("SHOW application_name"))
+            assert await reused.fetchval("SHOW jit") == "off"
     finally:
         await pool.close()
     assert names == ["reshaped"] * 4
