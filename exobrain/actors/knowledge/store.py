@@ -77,10 +77,12 @@ async def uncommitted(pool: asyncpg.Pool, user_id: uuid.UUID, reference: str | N
             SELECT coalesce(max(k.committed_through), 0) AS through
             FROM knowledge_watermarks k WHERE k.conversation_id = c.id
         ) w
-        CROSS JOIN LATERAL (  -- per journal, so it stays an index range scan at any table size
+        CROSS JOIN LATERAL (  -- per journal: an index range scan at any table size
             SELECT m.id, m.role, m.content, m.sequence, m.created_at FROM messages m
             WHERE m.conversation_id = c.id AND m.sequence > w.through
               AND NOT m.committed_to_knowledge_base
+            ORDER BY m.sequence
+            OFFSET 0  -- keeps the planner from flattening this into a hash join over all messages
         ) m
         WHERE c.user_id = $1 AND ($2::text IS NULL OR c.reference = $2)
         ORDER BY c.reference, m.sequence
