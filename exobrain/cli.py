@@ -129,6 +129,7 @@ async def _serve_http(settings: Settings, *, banner: str) -> int:
     and ``SUPERVISOR_EXIT_ON_ESCALATION`` asked the platform to restart us.
     """
     from .http import create_app  # noqa: PLC0415 - keeps `migrate` and `seed` light
+    from .http.access_log import AccessLogger  # noqa: PLC0415
     from .http.actors import FATAL  # noqa: PLC0415
 
     _allow_many_sockets()
@@ -137,6 +138,7 @@ async def _serve_http(settings: Settings, *, banner: str) -> int:
         app,
         handle_signals=False,
         access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
+        access_log_class=AccessLogger,
     )
     await runner.setup()
     try:
