@@ -8,7 +8,7 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,13 @@ async def stream_events(
         assert received["stream_id"] == stream_id
         events.append(received)
     return events
+
+
+async def close_code(ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    """The code of the server's next frame, which must be a close."""
+    closing = await ws.receive(timeout=5)
+    assert closing.type is aiohttp.WSMsgType.CLOSE, closing
+    return ws.close_code
 
 
 def check_complete(events: list[dict[str, Any]]) -> str:
@@ -127,9 +134,22 @@ async def close_code_of(raw: socket.socket) -> int:
     raise AssertionError("the server sent no close frame")
 
 
+StartMock = Callable[..., Awaitable[Client]]
+
+
 @pytest.fixture
-async def client(aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]) -> Client:
-    return await start(aiohttp_client, make_settings, main_agent_use_mock=True)
+def start_mock(aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]) -> StartMock:
+    """Starts the app with the mock agent and these setting overrides."""
+
+    async def started(**overrides: Any) -> Client:
+        return await start(aiohttp_client, make_settings, main_agent_use_mock=True, **overrides)
+
+    return started
+
+
+@pytest.fixture
+async def client(start_mock: StartMock) -> Client:
+    return await start_mock()
 
 
 @pytest.fixture
@@ -276,27 +296,16 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(client: Cli
     assert await frame(ws) == {"type": "pong"}
 
 
-async def test_an_oversized_frame_closes_the_socket_with_1009(
-    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
-) -> None:
-    client = await start(
-        aiohttp_client, make_settings, main_agent_use_mock=True, chat_ws_max_frame_bytes=4096
-    )
+async def test_an_oversized_frame_closes_the_socket_with_1009(start_mock: StartMock) -> None:
+    client = await start_mock(chat_ws_max_frame_bytes=4096)
     _, headers = await signed_in(client)
     ws = await connect(client, headers)
     await ws.send_json(chat_send("x" * 5000))
-    closing = await ws.receive(timeout=5)
-    assert closing.type is aiohttp.WSMsgType.CLOSE
-    assert ws.close_code == 1009
+    assert await close_code(ws) == 1009
 
 
-async def test_a_flood_of_frames_closes_the_socket_with_1008(
-    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
-) -> None:
-    client = await start(
-        aiohttp_client,
-        make_settings,
-        main_agent_use_mock=True,
+async def test_a_flood_of_frames_closes_the_socket_with_1008(start_mock: StartMock) -> None:
+    client = await start_mock(
         chat_ws_max_frames_per_second=5,
         chat_ws_frame_burst=10,
     )
@@ -313,12 +322,9 @@ async def test_a_flood_of_frames_closes_the_socket_with_1008(
 
 
 async def test_upgrades_need_credentials_and_cookies_need_an_allowed_origin(
-    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
+    start_mock: StartMock,
 ) -> None:
-    client = await start(
-        aiohttp_client,
-        make_settings,
-        main_agent_use_mock=True,
+    client = await start_mock(
         chat_ws_allowed_origins=frozenset({"https://app.example.test"}),
     )
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
@@ -355,12 +361,8 @@ async def test_same_host_is_the_default_allowed_origin(client: Client) -> None:
     assert refused.value.status == 403
 
 
-async def test_revoked_credentials_close_the_socket_with_4001(
-    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
-) -> None:
-    client = await start(
-        aiohttp_client, make_settings, main_agent_use_mock=True, chat_ws_auth_recheck_seconds=0.2
-    )
+async def test_revoked_credentials_close_the_socket_with_4001(start_mock: StartMock) -> None:
+    client = await start_mock(chat_ws_auth_recheck_seconds=0.2)
     account = await create_account(client)
     tokens = await login_tokens(client, account)
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
@@ -371,39 +373,28 @@ async def test_revoked_credentials_close_the_socket_with_4001(
         "/api/auth/logout", json={"refresh_token": tokens["refresh_token"]}, headers=headers
     )
     assert logout.status == 204
-    closing = await ws.receive(timeout=5)
-    assert closing.type is aiohttp.WSMsgType.CLOSE
-    assert ws.close_code == 4001
+    assert await close_code(ws) == 4001
 
 
-async def test_the_oldest_socket_gives_way_beyond_the_per_user_cap(
-    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
-) -> None:
-    client = await start(
-        aiohttp_client, make_settings, main_agent_use_mock=True, chat_ws_max_connections_per_user=2
-    )
+async def test_the_oldest_socket_gives_way_beyond_the_per_user_cap(start_mock: StartMock) -> None:
+    client = await start_mock(chat_ws_max_connections_per_user=2)
     _, headers = await signed_in(client)
     _, other_headers = await signed_in(client)
     oldest, middle = await connect(client, headers), await connect(client, headers)
     others = [await connect(client, other_headers) for _ in range(2)]
     newest = await connect(client, headers)
-    closing = await oldest.receive(timeout=5)
-    assert closing.type is aiohttp.WSMsgType.CLOSE
-    assert oldest.close_code == 4009
+    assert await close_code(oldest) == 4009
     for ws in (middle, newest, *others):
         await ws.send_json({"type": "ping"})
         assert await frame(ws) == {"type": "pong"}
 
 
 async def test_a_slow_reader_is_dropped_and_every_answer_is_still_stored(
-    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings], tmp_path: Path
+    start_mock: StartMock, tmp_path: Path
 ) -> None:
     long_reply = tmp_path / "long.md"
     long_reply.write_text(" ".join(f"word{n}" for n in range(10_000)) + "\n")  # ~70 KB a turn
-    client = await start(
-        aiohttp_client,
-        make_settings,
-        main_agent_use_mock=True,
+    client = await start_mock(
         main_agent_mock_messages_file=long_reply,
         chat_ws_outbox_max_bytes=256 * 1024,
         chat_max_pending_turns=50,
