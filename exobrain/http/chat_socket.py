@@ -44,7 +44,7 @@ from . import chat_frames as frames
 from .actors import METRICS, SESSIONS
 from .authentication import authenticate, bearer_token
 from .chat_frames import ChatCancel, ChatSend, FrameError, Ping, StreamResume
-from .chat_sessions import ChatRefused, ask_stream, send_message, session_for
+from .chat_sessions import ASK_TIMEOUT, ChatRefused, ask_stream, send_message, session_for
 from .errors import JsonError
 from .resources import SETTINGS
 
@@ -156,9 +156,11 @@ class ChatSocket:
     async def _attach(self) -> None:
         """Follow every stream of the user from now on; announce those already under way."""
         self._sink = Subscription(asyncio.get_running_loop(), self._outbox_limit)
+        if self._ending is not None:  # replaced or shut down before it was attached
+            self._sink.end()
         self._session = await session_for(self._app, self.user_id)
         active: tuple[ActiveStream, ...] = await ask(
-            self._session, Attach(self._sink), timeout=15.0
+            self._session, Attach(self._sink), timeout=ASK_TIMEOUT
         )
         for stream in active:
             await self._ws.send_str(frames.active(stream))
