@@ -171,6 +171,8 @@ async def test_last_event_id_resumes_after_that_event(client: Client) -> None:
     assert rest[-1] == everything[-1]  # the same done, with the same id
     resumed = "".join(data["text"] for _, name, data in rest if name == "message_chunk")
     assert resumed == "".join(list(words(answer))[5:])  # exactly what the first 5 did not carry
+    last = str(everything[-1][0])
+    assert await follow(client, headers, stream_id, **{"Last-Event-ID": last}) == []  # ends at once
     bad = await client.get(
         f"/api/chat/stream/{stream_id}", headers={**headers, "Last-Event-ID": "x"}
     )
