@@ -376,6 +376,15 @@ async def test_revoked_credentials_close_the_socket_with_4001(start_mock: StartM
     assert await close_code(ws) == 4001
 
 
+async def test_an_expired_token_closes_the_socket_with_4001(start_mock: StartMock) -> None:
+    client = await start_mock(chat_ws_auth_recheck_seconds=0.2, auth_access_token_ttl_seconds=1)
+    _, headers = await signed_in(client)
+    ws = await connect(client, headers)
+    await ws.send_json({"type": "ping"})
+    assert await frame(ws) == {"type": "pong"}
+    assert await close_code(ws) == 4001  # exp is at most two seconds away
+
+
 async def test_the_oldest_socket_gives_way_beyond_the_per_user_cap(start_mock: StartMock) -> None:
     client = await start_mock(chat_ws_max_connections_per_user=2)
     _, headers = await signed_in(client)
