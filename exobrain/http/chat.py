@@ -22,6 +22,7 @@ from aiohttp import hdrs, web
 from exobrain.actors.session import (
     Agent,
     CancelTurn,
+    Item,
     SessionActor,
     SessionEnded,
     SessionLimits,
@@ -105,7 +106,9 @@ def sessions_child(app: web.Application) -> ChildSpec:
         idle_seconds=settings.chat_session_idle_seconds,
     )
 
-    def start_session(supervision: Supervision, user_id: uuid.UUID) -> pykka.ActorRef[Any]:
+    def start_session(
+        supervision: Supervision, user_id: uuid.UUID, attached: frozenset[Subscription]
+    ) -> pykka.ActorRef[Any]:
         chat = app[CHAT]
         agent = Agent(
             chat.model,
@@ -117,7 +120,13 @@ def sessions_child(app: web.Application) -> ChildSpec:
             write_timeout=settings.journal_write_timeout_seconds,
         )
         return SessionActor.start(
-            supervision, user_id=user_id, agent=agent, pool=pool, loop=loop, limits=limits
+            supervision,
+            user_id=user_id,
+            agent=agent,
+            pool=pool,
+            loop=loop,
+            limits=limits,
+            attached=attached,
         )
 
     return ChildSpec(
@@ -228,10 +237,12 @@ def _last_event_id(request: web.Request) -> int:
     return int(raw)
 
 
-async def _write(response: web.StreamResponse, events: Iterable[StreamEvent]) -> bool:
+async def _write(response: web.StreamResponse, events: Iterable[Item]) -> bool:
     """Write events as SSE frames in one write; True once ``done`` went out."""
     frames, done = [], False
     for event in events:
+        if not isinstance(event, StreamEvent):  # announcements are for attached connections
+            continue
         frames.append(
             b"id: %d\nevent: %s\ndata: %s\n\n"
             % (event.seq, event.name.encode(), orjson.dumps(dict(event.data)))

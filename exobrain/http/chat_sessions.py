@@ -25,7 +25,6 @@ from exobrain.actors.session import (
     SendMessage,
     SessionFor,
     StreamNotFound,
-    Subscription,
     TurnRejected,
 )
 from exobrain.supervision import ActorUnavailable, ask
@@ -85,13 +84,11 @@ async def session_for(app: web.Application, user_id: uuid.UUID) -> pykka.ActorRe
     return ref
 
 
-async def send_message(
-    app: web.Application, user_id: uuid.UUID, body: ChatMessage, sink: Subscription | None = None
-) -> Accepted:
+async def send_message(app: web.Application, user_id: uuid.UUID, body: ChatMessage) -> Accepted:
     """Rate-limit, then have the user's session store the message and queue its turn."""
     await _rate_limit(app, user_id)
     session = await session_for(app, user_id)
-    message = SendMessage(body.client_message_id, body.message, sink)
+    message = SendMessage(body.client_message_id, body.message)
     try:
         accepted: Accepted = await ask(session, message, timeout=ASK_TIMEOUT)
     except TurnRejected as exc:

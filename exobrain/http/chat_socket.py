@@ -2,10 +2,11 @@
 
 The protocol is docs/websocket-protocol.md. The upgrade is authenticated
 before it happens (Bearer token, or the session cookie from an allowed
-``Origin``). Each socket attaches an inbox to the user's session, so every
-event of every turn of that user reaches every one of that user's sockets, in
-order; the inbox is bounded and a socket that falls behind is closed while the
-turn goes on. Two tasks serve a socket: the handler reads client frames, a
+``Origin``). Each socket attaches an inbox through the SessionManager, which
+hands it to every session of the user, so every event of every turn of that
+user reaches every one of that user's sockets, in order, and an idle socket
+keeps no session alive. The inbox is bounded: a socket that falls behind is
+closed while the turn goes on. Two tasks serve a socket: the handler reads client frames, a
 writer sends events and re-checks the credentials now and then.
 """
 
@@ -27,12 +28,12 @@ import redis.asyncio as redis
 from aiohttp import WSMsgType, web
 
 from exobrain.actors.session import (
-    ActiveStream,
-    Attach,
+    AttachTo,
     CancelTurn,
-    Detach,
+    DetachFrom,
     SessionEnded,
     StopSessions,
+    StreamEvent,
     Subscribe,
     SubscriberTooSlow,
     Subscription,
@@ -44,7 +45,7 @@ from . import chat_frames as frames
 from .actors import METRICS, SESSIONS
 from .authentication import authenticate, bearer_token
 from .chat_frames import ChatCancel, ChatSend, FrameError, Ping, StreamResume
-from .chat_sessions import ASK_TIMEOUT, ChatRefused, ask_stream, send_message, session_for
+from .chat_sessions import ChatRefused, ask_stream, send_message, session_for
 from .errors import JsonError
 from .resources import SETTINGS
 
@@ -126,7 +127,7 @@ class ChatSocket:
             settings.chat_ws_max_frames_per_second, settings.chat_ws_frame_burst
         )
         self._sink = Subscription(asyncio.get_running_loop())
-        self._session: pykka.ActorRef[Any] | None = None
+        self._manager: pykka.ActorRef[Any] | None = None
         self._ending: tuple[Close, str] | None = None
         self.closed = asyncio.Event()
 
@@ -138,7 +139,7 @@ class ChatSocket:
     async def serve(self) -> None:
         writer: asyncio.Task[None] | None = None
         try:
-            await self._attach()
+            self._attach()
             writer = asyncio.create_task(self._write())
             await self._read()
         except ChatRefused as exc:
@@ -153,22 +154,21 @@ class ChatSocket:
             self._detach()
             self.closed.set()
 
-    async def _attach(self) -> None:
-        """Follow every stream of the user from now on; announce those already under way."""
+    def _attach(self) -> None:
+        """Follow every stream of the user from now on; those under way are announced."""
         self._sink = Subscription(asyncio.get_running_loop(), self._outbox_limit)
         if self._ending is not None:  # replaced or shut down before it was attached
             self._sink.end()
-        self._session = await session_for(self._app, self.user_id)
-        active: tuple[ActiveStream, ...] = await ask(
-            self._session, Attach(self._sink), timeout=ASK_TIMEOUT
-        )
-        for stream in active:
-            await self._ws.send_str(frames.active(stream))
+        try:
+            self._manager = self._app[SESSIONS].ref
+            tell(self._manager, AttachTo(self.user_id, self._sink))
+        except ActorUnavailable:
+            raise ChatRefused(503, "unavailable", "chat is restarting", 1) from None
 
     def _detach(self) -> None:
-        if self._session is not None:
+        if self._manager is not None:
             with contextlib.suppress(ActorUnavailable):
-                tell(self._session, Detach(self._sink))
+                tell(self._manager, DetachFrom(self.user_id, self._sink))
 
     async def _close(self, code: Close, reason: str) -> None:
         """Close politely; a peer that does not take the close frame in time is cut off."""
@@ -215,7 +215,7 @@ class ChatSocket:
             case ChatSend():
                 if self._app[SOCKETS].closing:
                     raise ChatRefused(503, "shutting_down", "the server is shutting down", 1)
-                accepted = await send_message(self._app, self.user_id, frame, self._sink)
+                accepted = await send_message(self._app, self.user_id, frame)
                 return frames.accepted(
                     frame.client_message_id, accepted.stream_id, accepted.journal_reference
                 )
@@ -247,12 +247,14 @@ class ChatSocket:
                 return
             except SessionEnded:
                 if self._ending is None and not self._app[SOCKETS].closing:
-                    await self._attach()  # the session crashed; its successor takes us on
+                    self._attach()  # the session manager restarted: attach to its successor
                     continue
                 await self._close(*(self._ending or (Close.GOING_AWAY, "server shutting down")))
                 return
-            for event in events:
-                await self._ws.send_str(frames.event(event))
+            for item in events:
+                await self._ws.send_str(
+                    frames.event(item) if isinstance(item, StreamEvent) else frames.active(item)
+                )
             if loop.time() >= recheck_at:
                 if not await self._still_authenticated():
                     await self._close(Close.UNAUTHORIZED, "credentials expired or revoked")

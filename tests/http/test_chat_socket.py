@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 from auth_support import Client, create_account, login_tokens, start
 from test_chat import eventually_stored, send, signed_in, stored
+from test_chat_sessions import sessions_running
 
 from exobrain.actors.session import SessionFor
 from exobrain.actors.session.messages import TurnEvents
@@ -208,6 +209,28 @@ async def test_sockets_follow_the_new_session_after_a_crash(client: Client) -> N
     assert announced["type"] == "event"
     rest = [] if announced["event"] == "done" else await stream_events(second, stream_id)
     assert check_complete([announced, *rest]) == answer
+
+
+async def test_idle_sockets_let_the_session_stop_and_follow_the_next_one(
+    start_mock: StartMock,
+) -> None:
+    client = await start_mock(chat_session_idle_seconds=0.1, chat_stream_retention_seconds=0.1)
+    account, headers = await signed_in(client)
+    first, second = await connect(client, headers), await connect(client, headers)
+    await first.send_json(chat_send("before the nap"))
+    stream_id = (await frame(first))["stream_id"]
+    for ws in (first, second):
+        await stream_events(ws, stream_id)
+    for _ in range(100):  # a tick a second: the idle session stops though sockets are open
+        if str(account.user_id) not in await sessions_running(client):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the idle session kept running")
+    await second.send_json(chat_send("after the nap"))
+    stream_id = (await frame(second))["stream_id"]
+    answers = [check_complete(await stream_events(ws, stream_id)) for ws in (first, second)]
+    assert answers[0] == answers[1]
 
 
 async def test_a_retried_send_answers_the_same_stream_and_starts_nothing(client: Client) -> None:

@@ -4,10 +4,9 @@ from .actor import SessionActor, SessionLimits, stream_id_for, today
 from .manager import SessionManager
 from .messages import (
     Accepted,
-    ActiveStream,
-    Attach,
+    AttachTo,
     CancelTurn,
-    Detach,
+    DetachFrom,
     SendMessage,
     SessionFor,
     StopSessions,
@@ -18,16 +17,17 @@ from .messages import (
     TurnRejected,
     Unsubscribe,
 )
-from .stream import SessionEnded, StreamEvent, SubscriberTooSlow, Subscription
+from .stream import ActiveStream, Item, SessionEnded, StreamEvent, SubscriberTooSlow, Subscription
 from .turn import Agent
 
 __all__ = [
     "Accepted",
     "ActiveStream",
     "Agent",
-    "Attach",
+    "AttachTo",
     "CancelTurn",
-    "Detach",
+    "DetachFrom",
+    "Item",
     "SendMessage",
     "SessionActor",
     "SessionEnded",

@@ -5,6 +5,8 @@ events and readers), the running turn and the turns waiting behind it. One
 turn runs at a time; a message is stored before it is acknowledged; a crash
 ends the running turn's stream with ``error`` then ``done`` and takes no other
 user's session with it. A new incarnation rebuilds the window from PostgreSQL.
+The user's attached connections follow every stream it starts; the manager
+owns that set and hands it to each incarnation.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from exobrain.supervision import SupervisedActor, Supervision, run_on_loop
 
 from .messages import (
     Accepted,
-    ActiveStream,
     Attach,
     CancelTurn,
     Detach,
@@ -43,7 +44,7 @@ from .messages import (
     TurnRejected,
     Unsubscribe,
 )
-from .stream import Stream, Subscription
+from .stream import ActiveStream, Stream, Subscription
 from .turn import Agent, TurnRequest, run_chat_turn
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class SessionActor(SupervisedActor):
         pool: asyncpg.Pool,
         loop: asyncio.AbstractEventLoop,
         limits: SessionLimits,
+        attached: frozenset[Subscription] = frozenset(),
     ) -> None:
         super().__init__(supervision)
         self._user_id = user_id
@@ -94,7 +96,7 @@ class SessionActor(SupervisedActor):
         self._loop = loop
         self._limits = limits
         self._streams: dict[uuid.UUID, Stream] = {}
-        self._attached: set[Subscription] = set()
+        self._attached = set(attached)  # the user's connections, handed over by the manager
         self._queue: deque[_Queued] = deque()
         self._running: tuple[_Queued, concurrent.futures.Future[TurnFinished]] | None = None
         self._window: list[dict[str, str]] = []
@@ -121,11 +123,7 @@ class SessionActor(SupervisedActor):
                     self._streams[stream_id].subscribers.discard(sink)
             case Attach(sink=sink):
                 self._attached.add(sink)
-                return tuple(
-                    ActiveStream(s.stream_id, s.last_seq)
-                    for s in self._streams.values()
-                    if not s.finished
-                )
+                sink.push([ActiveStream(s.stream_id, s.last_seq) for s in self._unfinished()])
             case Detach(sink=sink):
                 self._attached.discard(sink)
                 for stream in self._streams.values():
@@ -157,12 +155,10 @@ class SessionActor(SupervisedActor):
         self._end_unanswered("the chat session failed; please try again")
 
     def _end_unanswered(self, why: str) -> None:
-        """Streams that will get no answer end with ``error`` then ``done``; readers are let go."""
+        """Streams that will get no answer end with ``error`` then ``done``."""
         for queued in self._queue:
             self._streams[queued.stream_id].append([Error(None, why), Done("error")])
         self._queue.clear()
-        for sink in self._attached:
-            sink.end()
 
     def _send(self, message: SendMessage) -> Accepted:
         stream_id = stream_id_for(self._user_id, message.client_message_id)
@@ -181,8 +177,6 @@ class SessionActor(SupervisedActor):
             return Accepted(stream_id, reference, duplicate=True)
         stream = self._streams[stream_id] = Stream(stream_id, message.client_message_id, reference)
         stream.subscribers |= self._attached
-        if message.sink is not None:
-            stream.subscribers.add(message.sink)
         self._forget_old_streams()
         self._queue.append(_Queued(stream_id, reference, message.text))
         self._start_next()
@@ -249,6 +243,9 @@ class SessionActor(SupervisedActor):
             stream.subscribers.add(sink)
         return Subscribed(stream.last_seq, stream.finished)
 
+    def _unfinished(self) -> list[Stream]:
+        return [stream for stream in self._streams.values() if not stream.finished]
+
     def _stream(self, stream_id: uuid.UUID) -> Stream:
         try:
             return self._streams[stream_id]
@@ -281,7 +278,7 @@ class SessionActor(SupervisedActor):
             finished_at = stream.finished_at
             if finished_at is not None and now - finished_at > retention and not stream.subscribers:
                 del self._streams[stream.stream_id]
-        idle = self._running is None and not (self._queue or self._streams or self._attached)
+        idle = self._running is None and not (self._queue or self._streams)
         if idle and now - self._idle_since > self._limits.idle_seconds:
             self.actor_ref.stop(block=False)
 

@@ -21,15 +21,10 @@ class SessionFor:
 
 @dataclass(frozen=True, slots=True)
 class SendMessage:
-    """Store the user's message durably, then queue a turn answering it.
-
-    ``sink``, the sender's inbox, follows the new stream even if it is not
-    attached (yet) to this session.
-    """
+    """Store the user's message durably, then queue a turn answering it."""
 
     client_message_id: uuid.UUID
     text: str
-    sink: Subscription | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +59,28 @@ class Unsubscribe:
 
 
 @dataclass(frozen=True, slots=True)
-class Attach:
-    """A connection of the user's: it follows every stream started from now on.
+class AttachTo:
+    """Manager: ``sink``, a connection of the user's, follows every stream the user starts.
 
-    The reply lists the streams already under way (running or waiting), which
-    the connection may join with :class:`Subscribe`.
+    The manager keeps the attachment across the user's sessions (passivated,
+    crashed, new) and hands it to each; nothing needs a session to stay alive.
     """
 
+    user_id: uuid.UUID
     sink: Subscription
 
 
 @dataclass(frozen=True, slots=True)
-class ActiveStream:
-    stream_id: uuid.UUID
-    last_seq: int
+class DetachFrom:
+    user_id: uuid.UUID
+    sink: Subscription
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """From the manager: follow from now on; the streams under way are announced to ``sink``."""
+
+    sink: Subscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,8 @@ class TurnFinished:
 
 @dataclass(frozen=True, slots=True)
 class StopSessions:
-    """Manager: stop every session, each after storing its running turn (shutdown drains)."""
+    """Manager: stop every session, each after storing its running turn, then let every
+    attached connection go (shutdown drains)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,14 @@ from exobrain.agent.events import Event, EventName, wire
 
 
 @dataclass(frozen=True, slots=True)
+class ActiveStream:
+    """Told to a newly attached reader: a turn under way (running or waiting) and how far."""
+
+    stream_id: uuid.UUID
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class StreamEvent:
     stream_id: uuid.UUID
     seq: int
@@ -67,22 +75,26 @@ class Stream:
         if self.finished:
             self.subscribers.clear()
 
-    def after(self, seq: int) -> list[StreamEvent]:
+    def after(self, seq: int) -> list[Item]:
         """The events after ``seq``, adjacent chunks merged: a late reader is behind anyway."""
         return coalesce(self.events[max(0, seq) :])
 
 
-def coalesce(events: Sequence[StreamEvent]) -> list[StreamEvent]:
+#: What a reader's inbox holds: events, and the announcements of an attached reader.
+Item = StreamEvent | ActiveStream
+
+
+def coalesce(events: Sequence[Item]) -> list[Item]:
     """``events`` with each run of one stream's adjacent ``message_chunk`` events merged.
 
     Texts are joined once per run, so merging n chunks costs O(n), not O(n²).
     """
-    merged: list[StreamEvent] = []
+    merged: list[Item] = []
     for stream_id, run in itertools.groupby(events, key=_chunk_of):
         if stream_id is None:
             merged.extend(run)
             continue
-        chunks = list(run)
+        chunks = [chunk for chunk in run if isinstance(chunk, StreamEvent)]
         if len(chunks) == 1:
             merged.append(chunks[0])
         else:
@@ -94,8 +106,9 @@ def coalesce(events: Sequence[StreamEvent]) -> list[StreamEvent]:
     return merged
 
 
-def _chunk_of(event: StreamEvent) -> uuid.UUID | None:
-    return event.stream_id if event.name == "message_chunk" else None
+def _chunk_of(item: Item) -> uuid.UUID | None:
+    is_chunk = isinstance(item, StreamEvent) and item.name == "message_chunk"
+    return item.stream_id if is_chunk else None
 
 
 #: What an event costs a reader's inbox besides its text (the objects holding it).
@@ -121,13 +134,13 @@ class Subscription:
     def __init__(self, loop: asyncio.AbstractEventLoop, max_bytes: int | None = None) -> None:
         self._loop = loop
         self._max_bytes = max_bytes
-        self._pending: list[StreamEvent] = []
+        self._pending: list[Item] = []
         self._pending_bytes = 0
         self._ready = asyncio.Event()
         self._overflowed = False
         self._ended = False
 
-    def push(self, events: tuple[StreamEvent, ...]) -> None:
+    def push(self, events: Sequence[Item]) -> None:
         if events and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._accept, events)
 
@@ -135,12 +148,12 @@ class Subscription:
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._end)
 
-    def _accept(self, events: tuple[StreamEvent, ...]) -> None:
+    def _accept(self, events: Sequence[Item]) -> None:
         if self._overflowed:
             return
         merged = coalesce(events)
         self._pending += merged
-        self._pending_bytes += sum(_EVENT_BYTES + len(e.data.get("text", "")) for e in merged)
+        self._pending_bytes += sum(_EVENT_BYTES + _text_bytes(item) for item in merged)
         if self._max_bytes is not None and self._pending_bytes > self._max_bytes:
             self._overflowed = True
             self._pending.clear()
@@ -150,7 +163,7 @@ class Subscription:
         self._ended = True
         self._ready.set()
 
-    async def next(self, timeout: float) -> list[StreamEvent]:
+    async def next(self, timeout: float) -> list[Item]:
         """Everything waiting, or ``[]`` after ``timeout`` seconds of silence."""
         if not self._pending and not self._overflowed and not self._ended:
             try:
@@ -165,3 +178,7 @@ class Subscription:
             raise SessionEnded
         events, self._pending, self._pending_bytes = coalesce(self._pending), [], 0
         return events
+
+
+def _text_bytes(item: Item) -> int:
+    return len(item.data.get("text", "")) if isinstance(item, StreamEvent) else 0
