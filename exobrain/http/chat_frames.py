@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from exobrain.actors.session import ActiveStream, StreamEvent, Subscribed
+from exobrain.actors.session import ActiveStream, Item, StreamEvent, StreamStarted, Subscribed
 
 from .chat_sessions import ChatMessage
 
@@ -92,6 +92,29 @@ def accepted(client_message_id: uuid.UUID, stream_id: uuid.UUID, reference: str)
             "client_message_id": client_message_id,
             "stream_id": stream_id,
             "journal_reference": reference,
+        }
+    )
+
+
+def item(entry: Item) -> str:
+    """An inbox entry as its frame: an event, or an announcement to an attached socket."""
+    match entry:
+        case StreamEvent():
+            return event(entry)
+        case ActiveStream():
+            return active(entry)
+        case StreamStarted():
+            return started(entry)
+
+
+def started(stream: StreamStarted) -> str:
+    return encode(
+        {
+            "type": "stream.started",
+            "stream_id": stream.stream_id,
+            "client_message_id": stream.client_message_id,
+            "journal_reference": stream.journal_reference,
+            "message": stream.message,
         }
     )
 

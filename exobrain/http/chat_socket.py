@@ -33,7 +33,6 @@ from exobrain.actors.session import (
     DetachFrom,
     SessionEnded,
     StopSessions,
-    StreamEvent,
     Subscribe,
     SubscriberTooSlow,
     Subscription,
@@ -251,10 +250,8 @@ class ChatSocket:
                     continue
                 await self._close(*(self._ending or (Close.GOING_AWAY, "server shutting down")))
                 return
-            for item in events:
-                await self._ws.send_str(
-                    frames.event(item) if isinstance(item, StreamEvent) else frames.active(item)
-                )
+            for entry in events:
+                await self._ws.send_str(frames.item(entry))
             if loop.time() >= recheck_at:
                 if not await self._still_authenticated():
                     await self._close(Close.UNAUTHORIZED, "credentials expired or revoked")

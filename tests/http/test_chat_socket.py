@@ -85,9 +85,28 @@ def check_complete(events: list[dict[str, Any]]) -> str:
     return "".join(e["data"]["text"] for e in events if e["event"] == "message_chunk")
 
 
+async def same_answer_on(
+    sockets: tuple[aiohttp.ClientWebSocketResponse, ...], stream_id: str
+) -> str:
+    """The stream read to its ``done`` on each socket: one complete answer, the same on all."""
+    answers = {check_complete(await stream_events(ws, stream_id)) for ws in sockets}
+    assert len(answers) == 1, answers
+    return answers.pop()
+
+
 def chat_send(message: str, client_message_id: uuid.UUID | None = None) -> dict[str, Any]:
     cid = str(client_message_id or uuid.uuid4())
     return {"type": "chat.send", "client_message_id": cid, "message": message}
+
+
+async def send_turn(
+    ws: aiohttp.ClientWebSocketResponse, message: str, client_message_id: uuid.UUID | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Send a message: (its chat.accepted, its stream.started), which come in either order."""
+    await ws.send_json(chat_send(message, client_message_id))
+    answers = {received["type"]: received for received in [await frame(ws), await frame(ws)]}
+    assert set(answers) == {"chat.accepted", "stream.started"}, answers
+    return answers["chat.accepted"], answers["stream.started"]
 
 
 async def unread_socket(client: Client, headers: dict[str, str]) -> socket.socket:
@@ -170,15 +189,19 @@ async def test_every_tab_of_the_user_gets_every_event_and_nobody_else_does(
     assert "websocket_connections 3.0" in await (await client.get("/metrics")).text()
     for sender, other in ((first, second), (second, first)):
         cid = uuid.uuid4()
-        await sender.send_json(chat_send("What is on today?", cid))
-        accepted = await frame(sender)
-        assert accepted["type"] == "chat.accepted"
+        accepted, started = await send_turn(sender, "What is on today?", cid)
         assert accepted["client_message_id"] == str(cid)
         assert accepted["journal_reference"].count("/") == 2
         stream_id = accepted["stream_id"]
-        answers = [check_complete(await stream_events(ws, stream_id)) for ws in (sender, other)]
-        assert answers[0] == answers[1]
-        assert answers[0] in MOCK_REPLIES
+        assert started == {
+            "type": "stream.started",
+            "stream_id": stream_id,
+            "client_message_id": str(cid),
+            "journal_reference": accepted["journal_reference"],
+            "message": "What is on today?",
+        }
+        assert await frame(other) == started  # the other tab shows the question too
+        assert await same_answer_on((sender, other), stream_id) in MOCK_REPLIES
     rows = await eventually_stored(client, account, 4)
     assert [row["role"] for row in rows] == ["user", "assistant"] * 2
     await stranger.send_json({"type": "ping"})
@@ -197,18 +220,9 @@ async def test_sockets_follow_the_new_session_after_a_crash(client: Client) -> N
         if current != crashed:
             break
         await asyncio.sleep(0.05)
-    await first.send_json(chat_send("still there?"))
-    stream_id = (await frame(first))["stream_id"]
-    answer = check_complete(await stream_events(first, stream_id))
-    announced = await frame(second)  # the turn, or word of it if it began before re-attaching
-    if announced["type"] == "stream.active":
-        await second.send_json({"type": "stream.resume", "stream_id": stream_id, "after_seq": 0})
-        announced = await frame(second)
-        if announced["type"] == "stream.resumed":
-            announced = await frame(second)
-    assert announced["type"] == "event"
-    rest = [] if announced["event"] == "done" else await stream_events(second, stream_id)
-    assert check_complete([announced, *rest]) == answer
+    _, started = await send_turn(first, "still there?")  # the successor has both sockets
+    assert await frame(second) == started
+    await same_answer_on((first, second), started["stream_id"])
 
 
 async def test_idle_sockets_let_the_session_stop_and_follow_the_next_one(
@@ -217,28 +231,26 @@ async def test_idle_sockets_let_the_session_stop_and_follow_the_next_one(
     client = await start_mock(chat_session_idle_seconds=0.1, chat_stream_retention_seconds=0.1)
     account, headers = await signed_in(client)
     first, second = await connect(client, headers), await connect(client, headers)
-    await first.send_json(chat_send("before the nap"))
-    stream_id = (await frame(first))["stream_id"]
+    _, started = await send_turn(first, "before the nap")
+    assert await frame(second) == started
     for ws in (first, second):
-        await stream_events(ws, stream_id)
+        await stream_events(ws, started["stream_id"])
     for _ in range(100):  # a tick a second: the idle session stops though sockets are open
         if str(account.user_id) not in await sessions_running(client):
             break
         await asyncio.sleep(0.1)
     else:
         raise AssertionError("the idle session kept running")
-    await second.send_json(chat_send("after the nap"))
-    stream_id = (await frame(second))["stream_id"]
-    answers = [check_complete(await stream_events(ws, stream_id)) for ws in (first, second)]
-    assert answers[0] == answers[1]
+    _, started = await send_turn(second, "after the nap")
+    assert await frame(first) == started
+    await same_answer_on((first, second), started["stream_id"])
 
 
 async def test_a_retried_send_answers_the_same_stream_and_starts_nothing(client: Client) -> None:
     account, headers = await signed_in(client)
     ws = await connect(client, headers)
     cid = uuid.uuid4()
-    await ws.send_json(chat_send("hello", cid))
-    accepted = await frame(ws)
+    accepted, _ = await send_turn(ws, "hello", cid)
     await stream_events(ws, accepted["stream_id"])
     await ws.send_json(chat_send("hello", cid))
     assert await frame(ws) == accepted
@@ -258,8 +270,7 @@ async def test_a_tab_joining_mid_turn_resumes_the_stream_and_can_cancel_it(
     )
     account, headers = await signed_in(client)
     first = await connect(client, headers)
-    await first.send_json(chat_send("take your time"))
-    stream_id = (await frame(first))["stream_id"]
+    stream_id = (await send_turn(first, "take your time"))[0]["stream_id"]
     seen: list[dict[str, Any]] = []
     while "".join(e["data"].get("text", "") for e in seen) != "Half way there":
         seen.append(await frame(first))
@@ -460,8 +471,7 @@ async def test_shutdown_stores_the_running_turn_then_closes_sockets_with_1001(
     )
     account, headers = await signed_in(client)
     ws = await connect(client, headers)
-    await ws.send_json(chat_send("finish before you go"))
-    stream_id = (await frame(ws))["stream_id"]
+    stream_id = (await send_turn(ws, "finish before you go"))[0]["stream_id"]
     await frame(ws)  # the first chunk: the turn is running
     closing = asyncio.create_task(client.server.close())
     await asyncio.sleep(0.3)

@@ -17,7 +17,15 @@ from .messages import (
     TurnRejected,
     Unsubscribe,
 )
-from .stream import ActiveStream, Item, SessionEnded, StreamEvent, SubscriberTooSlow, Subscription
+from .stream import (
+    ActiveStream,
+    Item,
+    SessionEnded,
+    StreamEvent,
+    StreamStarted,
+    SubscriberTooSlow,
+    Subscription,
+)
 from .turn import Agent
 
 __all__ = [
@@ -37,6 +45,7 @@ __all__ = [
     "StopSessions",
     "StreamEvent",
     "StreamNotFound",
+    "StreamStarted",
     "Subscribe",
     "Subscribed",
     "SubscriberTooSlow",

@@ -44,7 +44,7 @@ from .messages import (
     TurnRejected,
     Unsubscribe,
 )
-from .stream import ActiveStream, Stream, Subscription
+from .stream import ActiveStream, Stream, StreamStarted, Subscription
 from .turn import Agent, TurnRequest, run_chat_turn
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,9 @@ class SessionActor(SupervisedActor):
             return Accepted(stream_id, reference, duplicate=True)
         stream = self._streams[stream_id] = Stream(stream_id, message.client_message_id, reference)
         stream.subscribers |= self._attached
+        started = [StreamStarted(stream_id, message.client_message_id, reference, message.text)]
+        for sink in self._attached:  # every tab shows the question before the answer
+            sink.push(started)
         self._forget_old_streams()
         self._queue.append(_Queued(stream_id, reference, message.text))
         self._start_next()

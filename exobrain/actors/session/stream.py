@@ -33,6 +33,16 @@ class ActiveStream:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamStarted:
+    """Told to the user's attached readers when a message is accepted, before its events."""
+
+    stream_id: uuid.UUID
+    client_message_id: uuid.UUID
+    journal_reference: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class StreamEvent:
     stream_id: uuid.UUID
     seq: int
@@ -81,7 +91,7 @@ class Stream:
 
 
 #: What a reader's inbox holds: events, and the announcements of an attached reader.
-Item = StreamEvent | ActiveStream
+Item = StreamEvent | ActiveStream | StreamStarted
 
 
 def coalesce(events: Sequence[Item]) -> list[Item]:
