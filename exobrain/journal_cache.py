@@ -173,24 +173,22 @@ class JournalCache:
         return await self._fill(generation_key, name, generation, load), "miss"
 
     async def invalidate(self, journals: Iterable[tuple[uuid.UUID, str]]) -> None:
-        """Give the journals, and their owners' entry lists, new generations; never raises."""
+        """Drop the generations of the journals and their owners' entry lists (the next
+        readers mint new ones); never raises, and waits at most the cache's timeout."""
         for user_id, reference in journals:
             self._dirty.add(self._generation_key(user_id, reference))
             self._dirty.add(self._generation_key(user_id, None))
         await self._drop_dirty()
 
     def listener(self) -> Listener:
-        """A JournalActor listener: invalidates after each commit, before writers are answered."""
-        deadline = self._timeout + 1.0
+        """A JournalActor listener: invalidates after each commit, before writers are answered.
+
+        An invalidation that misses Redis stays dirty and is delivered before the next read.
+        """
 
         async def on_change(event: JournalChanged) -> None:
-            if not self._enabled:
-                return
-            try:
-                async with asyncio.timeout(deadline):
-                    await self.invalidate(event.journals)
-            except TimeoutError:  # the generations stay dirty: renewed before the next read
-                log.warning("journal cache invalidation took over %.1f s", deadline)
+            if self._enabled:
+                await self.invalidate(event.journals)
 
         return on_change
 
@@ -243,14 +241,14 @@ class JournalCache:
             return False
         if not self._dirty:
             return True
-        renewing = set(self._dirty)
+        dropping = set(self._dirty)
         try:
             async with asyncio.timeout(self._timeout):
-                await self._client.delete(*renewing)  # the next reader mints a fresh token
+                await self._client.delete(*dropping)  # the next reader mints a fresh token
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._failed("invalidation", exc)
             return False
-        self._dirty -= renewing
+        self._dirty -= dropping
         return True
 
     def _failed(self, what: str, exc: BaseException) -> None:

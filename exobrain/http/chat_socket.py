@@ -229,7 +229,7 @@ class ChatSocket:
     async def _write(self) -> None:
         try:
             await self._pump()
-        except ChatRefused as exc:  # the crashed session's successor could not be reached
+        except ChatRefused as exc:  # the restarting session manager could not be reached
             await self._close(Close.TRY_AGAIN, exc.message)
         except ConnectionError:
             log.debug("chat socket of %s went away while sending", self.user_id)

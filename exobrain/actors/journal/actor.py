@@ -29,12 +29,11 @@ from exobrain.metrics import Metrics
 from exobrain.supervision import LoopFuture, SupervisedActor, Supervision, run_on_loop
 
 from .messages import AppendMessages, Flush, JournalChanged, StoredMessage
-from .store import write_batch
+from .store import Outcome, write_batch
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[JournalChanged], Awaitable[None]]
-Outcomes = list[tuple[StoredMessage, ...] | Exception]
 
 
 class JournalActor(SupervisedActor):
@@ -113,11 +112,11 @@ class JournalActor(SupervisedActor):
             else:
                 receipt.set(outcome)
 
-    async def _commit(self, commands: list[AppendMessages]) -> Outcomes:
+    async def _commit(self, commands: list[AppendMessages]) -> list[Outcome]:
         """On the loop: write the batch, then announce it before any caller hears "saved"."""
         started = time.perf_counter()
         async with asyncio.timeout(self._write_timeout):
-            outcomes: Outcomes = await write_batch(self._pool, commands)
+            outcomes = await write_batch(self._pool, commands)
         self._metrics.journal_batch_size.observe(len(commands))
         self._metrics.journal_commit_seconds.observe(time.perf_counter() - started)
         changed = frozenset(

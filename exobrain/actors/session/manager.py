@@ -60,8 +60,7 @@ class SessionManager(SupervisedActor):
                     self._attached.pop(user_id, None)
                 self._tell_live(user_id, Detach(sink))
             case StopSessions():
-                self._stop_sessions()
-                self._let_connections_go()
+                self._stop_all()
             case Tick():
                 for ref in self._sessions.values():
                     with contextlib.suppress(pykka.ActorDeadError):
@@ -73,12 +72,10 @@ class SessionManager(SupervisedActor):
         return None
 
     def stopping(self) -> None:
-        self._stop_sessions()
-        self._let_connections_go()
+        self._stop_all()
 
     def failed(self, exc: BaseException | None) -> None:
-        self._stop_sessions()
-        self._let_connections_go()  # they attach again to the next incarnation
+        self._stop_all()  # the connections attach again to the next incarnation
 
     def _session(self, user_id: uuid.UUID) -> pykka.ActorRef[Any]:
         ref = self._sessions.get(user_id)
@@ -95,12 +92,6 @@ class SessionManager(SupervisedActor):
             with contextlib.suppress(pykka.ActorDeadError):
                 ref.tell(message)
 
-    def _let_connections_go(self) -> None:
-        for attached in self._attached.values():
-            for sink in attached:
-                sink.end()
-        self._attached.clear()
-
     def _exited(self, name: str, urn: str, crashed: bool) -> None:
         user_id = uuid.UUID(name)
         ref = self._sessions.get(user_id)
@@ -110,12 +101,17 @@ class SessionManager(SupervisedActor):
             self._crashes += 1
             log.warning("chat session of %s crashed; the next message starts a new one", user_id)
 
-    def _stop_sessions(self) -> None:
+    def _stop_all(self) -> None:
+        """Stop every session (each stores its running turn), then let the connections go."""
         futures = [ref.stop(block=False) for ref in self._sessions.values()]
         for future in futures:
             with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
                 future.get(timeout=30)
         self._sessions.clear()
+        for attached in self._attached.values():
+            for sink in attached:
+                sink.end()
+        self._attached.clear()
 
     def _snapshot(self) -> dict[str, Any]:
         return {

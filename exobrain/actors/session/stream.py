@@ -130,7 +130,8 @@ class SubscriberTooSlow(RuntimeError):
 
 
 class SessionEnded(RuntimeError):
-    """The session feeding this reader stopped; a new one knows nothing of the reader."""
+    """The reader was let go: the server is stopping, the session manager restarted, or its
+    connection is being closed; nothing more will be pushed to it."""
 
 
 class Subscription:
