@@ -17,6 +17,7 @@ import asyncpg
 import orjson
 
 from exobrain.auth import hash_password
+from exobrain.store.users import ensure_password_user
 
 from .registry import Options, benchmark
 from .stats import Summary, summarize
@@ -30,16 +31,7 @@ async def create_users(dsn: str, count: int) -> list[str]:
     connection = await asyncpg.connect(dsn)
     try:
         for email in emails:
-            user_id = await connection.fetchval(
-                "INSERT INTO users (email, name) VALUES ($1, 'Bench') RETURNING id", email
-            )
-            await connection.execute(
-                "INSERT INTO identities (user_id, provider, provider_subject, password_hash)"
-                " VALUES ($1, 'password', lower($2), $3)",
-                user_id,
-                email,
-                password_hash,
-            )
+            await ensure_password_user(connection, email, "Bench", password_hash)
     finally:
         await connection.close()
     return emails

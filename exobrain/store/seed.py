@@ -14,8 +14,9 @@ import asyncpg
 
 from exobrain.auth import hash_password
 
+from .users import ensure_password_user
+
 SEED_PASSWORD = "password123"  # noqa: S105 - documented development login
-PASSWORD_PROVIDER = "password"  # noqa: S105 - identity provider name, not a secret
 _IDS = uuid.UUID("6f1d3c3e-8a0b-4c55-9d0e-2a7f1c9b5e10")  # namespace for stable seed ids
 
 
@@ -87,40 +88,11 @@ async def seed(connection: asyncpg.Connection) -> None:
     user_ids = {}
     async with connection.transaction():
         for email, name in SEED_USERS:
-            user_ids[email] = await _ensure_user(connection, email, name, password_hash)
+            user_ids[email] = await ensure_password_user(connection, email, name, password_hash)
     journal_owner = user_ids[SEED_USERS[0][0]]
     for reference, messages in SEED_JOURNALS.items():
         async with connection.transaction():
             await _ensure_journal(connection, journal_owner, reference, messages)
-
-
-async def _ensure_user(
-    connection: asyncpg.Connection, email: str, name: str, password_hash: str
-) -> uuid.UUID:
-    user_id: uuid.UUID = await connection.fetchval(
-        """
-        WITH inserted AS (
-            INSERT INTO users (email, name) VALUES ($1, $2)
-            ON CONFLICT (lower(email)) DO NOTHING RETURNING id
-        )
-        SELECT id FROM inserted UNION ALL SELECT id FROM users WHERE lower(email) = lower($1)
-        LIMIT 1
-        """,
-        email,
-        name,
-    )
-    await connection.execute(
-        """
-        INSERT INTO identities (user_id, provider, provider_subject, password_hash)
-        VALUES ($1, $2, lower($3), $4)
-        ON CONFLICT (provider, provider_subject) DO NOTHING
-        """,
-        user_id,
-        PASSWORD_PROVIDER,
-        email,
-        password_hash,
-    )
-    return user_id
 
 
 async def _ensure_journal(

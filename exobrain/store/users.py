@@ -9,13 +9,45 @@ import asyncpg
 
 from exobrain.auth import Principal
 
-from .seed import PASSWORD_PROVIDER
+from .pool import Connection
+
+PASSWORD_PROVIDER = "password"  # noqa: S105 - identity provider name, not a secret
 
 
 @dataclass(frozen=True, slots=True)
 class PasswordIdentity:
     user: Principal
     password_hash: str | None
+
+
+async def ensure_password_user(
+    connection: Connection, email: str, name: str, password_hash: str
+) -> uuid.UUID:
+    """The user with ``email`` (any case) and a password identity, created if missing."""
+    user_id: uuid.UUID = await connection.fetchval(
+        """
+        WITH inserted AS (
+            INSERT INTO users (email, name) VALUES ($1, $2)
+            ON CONFLICT (lower(email)) DO NOTHING RETURNING id
+        )
+        SELECT id FROM inserted UNION ALL SELECT id FROM users WHERE lower(email) = lower($1)
+        LIMIT 1
+        """,
+        email,
+        name,
+    )
+    await connection.execute(
+        """
+        INSERT INTO identities (user_id, provider, provider_subject, password_hash)
+        VALUES ($1, $2, lower($3), $4)
+        ON CONFLICT (provider, provider_subject) DO NOTHING
+        """,
+        user_id,
+        PASSWORD_PROVIDER,
+        email,
+        password_hash,
+    )
+    return user_id
 
 
 async def find_password_identity(pool: asyncpg.Pool, email: str) -> PasswordIdentity | None:

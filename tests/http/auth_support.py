@@ -22,6 +22,7 @@ from exobrain.auth import hash_password
 from exobrain.config import Settings
 from exobrain.http import create_app
 from exobrain.http.resources import PG_POOL
+from exobrain.store.users import ensure_password_user
 
 AiohttpClient = Callable[..., Any]
 Client = TestClient[web.Request, web.Application]
@@ -65,16 +66,7 @@ async def create_account(
     email = f"Ada.{secrets.token_hex(4)}@Example.test"
     password_hash = await asyncio.to_thread(hash_password, password)
     async with client.app[PG_POOL].acquire() as connection, connection.transaction():
-        user_id = await connection.fetchval(
-            "INSERT INTO users (email, name) VALUES ($1, $2) RETURNING id", email, name
-        )
-        await connection.execute(
-            "INSERT INTO identities (user_id, provider, provider_subject, password_hash)"
-            " VALUES ($1, 'password', lower($2), $3)",
-            user_id,
-            email,
-            password_hash,
-        )
+        user_id = await ensure_password_user(connection, email, name, password_hash)
     return Account(user_id, email, name, password)
 
 
