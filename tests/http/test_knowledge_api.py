@@ -133,6 +133,13 @@ def carried(published: list[Published]) -> list[tuple[str, int, str]]:
     return found
 
 
+async def assert_published_once(stream: JobsStream, rows: list[dict[str, Any]], user: User) -> None:
+    """Every outbox row reached the stream once, and the jobs carry exactly the user's messages."""
+    jobs = by_key(await stream.published())
+    assert set(jobs) == {str(row["id"]) for row in rows}
+    assert carried(list(jobs.values())) == await selected(user)
+
+
 async def test_jobs_in_the_stream_carry_exactly_the_selected_messages(
     aiohttp_client: AiohttpClient,
     knowledge_settings: Callable[..., Settings],
@@ -217,9 +224,7 @@ async def test_an_unreachable_orchestrator_answers_202_and_delivers_once_it_is_b
         assert await eventually(delivered)
         ready = await user.client.get("/readyz")
         assert (await ready.json())["checks"]["orchestrator"]["status"] == "ok"
-    jobs = by_key(await stream.published())
-    assert set(jobs) == {str(row["id"]) for row in rows}
-    assert carried(list(jobs.values())) == await selected(user)
+    await assert_published_once(stream, rows, user)
 
 
 async def test_concurrent_updates_dispatch_each_message_once(
@@ -240,9 +245,7 @@ async def test_concurrent_updates_dispatch_each_message_once(
     firsts = Counter(i for row in rows if row["part"] <= 1 for i in row["message_ids"])
     assert set(firsts.values()) == {1}  # a whole message or a first part: once in total
     assert len(firsts) == 12
-    jobs = by_key(await stream.published())
-    assert set(jobs) == {str(row["id"]) for row in rows}
-    assert carried(list(jobs.values())) == await selected(user)
+    await assert_published_once(stream, rows, user)
 
 
 async def test_the_legacy_path_publishes_the_same_envelopes(
