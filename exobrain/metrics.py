@@ -63,6 +63,33 @@ class Metrics:
             "Open WebSocket connections.",
             registry=self.registry,
         )
+        self.chat_forwarded = Counter(
+            "chat_forwarded_commands_total",
+            "Chat commands sent to the instance owning the user, by command.",
+            ["command"],
+            registry=self.registry,
+        )
+        self.chat_leases_acquired = Counter(
+            "chat_leases_acquired_total",
+            "User leases this instance acquired (each starts an ownership epoch).",
+            registry=self.registry,
+        )
+        self.chat_leases_lost = Counter(
+            "chat_leases_lost_total",
+            "User leases this instance lost while it still held them.",
+            registry=self.registry,
+        )
+        self.chat_leases_held = Gauge(
+            "chat_leases_held",
+            "Users this instance owns, at scrape time.",
+            registry=self.registry,
+        )
+        self.chat_log_publish = Histogram(
+            "chat_log_publish_seconds",
+            "From publishing a chat log message to JetStream's acknowledgement.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
 
     def observe_tree(self, tree: dict[str, Any], prefix: str = "") -> None:
         """Set the actor gauges from a supervisor snapshot."""

@@ -10,6 +10,7 @@ the end. Fault tests get private embedded servers they may stop and restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -19,6 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import nats
+import nats.js.errors
 import pykka
 import pytest
 import redis
@@ -111,9 +114,34 @@ def database_url(database_factory: Callable[[], str]) -> str:
     return database_factory()
 
 
+@pytest.fixture(scope="session")
+def chat_log(nats_url: str, namespace: str) -> Iterator[dict[str, str]]:
+    """Settings for the session's NATS and its own chat log stream, deleted at the end."""
+    names = {
+        "exobrain_nats_url": nats_url,
+        "chat_log_stream_name": f"CHAT_{namespace}",
+        "chat_subject_prefix": f"t{namespace}.chat",
+    }
+    yield names
+
+    async def delete() -> None:
+        client = await nats.connect(nats_url)
+        try:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await client.jetstream().delete_stream(names["chat_log_stream_name"])
+        finally:
+            await client.close()
+
+    asyncio.run(delete())
+
+
 @pytest.fixture
 def make_settings(
-    tmp_path: Path, database_url: str, redis_url: str, nats_url: str, namespace: str
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    namespace: str,
+    chat_log: dict[str, str],
 ) -> Callable[..., Settings]:
     """Settings for an app on the session's servers; keyword arguments override."""
 
@@ -125,8 +153,8 @@ def make_settings(
             "assistant_db_dsn": database_url,
             "assistant_cache_redis_url": redis_url,
             "redis_key_prefix": f"test:{namespace}:",
-            "exobrain_nats_url": nats_url,
             "startup_dependency_timeout_seconds": 10,
+            **chat_log,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)

@@ -96,7 +96,15 @@ def test_dev_runs_on_embedded_servers_and_stops_cleanly(state_dir: Path) -> None
     server = DevServer(state_dir)
     status, body = server.get("/readyz")
     assert status == 200, body
-    assert set(body["checks"]) == {"postgres", "redis", "nats", "qdrant", "actors", "orchestrator"}
+    assert set(body["checks"]) == {
+        "postgres",
+        "redis",
+        "nats",
+        "qdrant",
+        "actors",
+        "orchestrator",
+        "leases",
+    }
     assert "test.user@exobrain.local" in server.lines[-1]
     assert "password123" in server.lines[-1]
     running = {process.name() for process in leftovers(state_dir)}

@@ -7,6 +7,7 @@ Provider failures become :class:`ModelError` with a sentence a user can read.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -122,15 +123,23 @@ def _reason(exc: openai.APIStatusError) -> str:
 
 @dataclass
 class MockModel:
-    """Answers every turn with the next canned reply, in word-sized pieces."""
+    """Answers every turn with the next canned reply, in word-sized pieces.
+
+    ``words_per_second`` paces it like a model (0: as fast as the loop goes), so
+    that streaming, cancelling and a turn cut short can be seen without one.
+    """
 
     replies: MockReplies
     name: str = "mock"
+    words_per_second: float = 0.0
 
     async def stream(
         self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]
     ) -> AsyncIterator[Piece]:
         reply = self.replies.next()
+        pause = 1 / self.words_per_second if self.words_per_second else 0.0
         for word in words(reply):
+            if pause:
+                await asyncio.sleep(pause)
             yield Piece(text=word)
         yield Piece(finish_reason="stop")

@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     # Agent and tools
     main_agent_use_mock: bool = False
     main_agent_mock_messages_file: Path | None = None
+    main_agent_mock_words_per_second: float = Field(default=0.0, ge=0, le=100_000)
     model_provider_base_url: HttpUrl = AnyUrl("http://localhost:8010/v1")
     main_agent_model: str = Field(default="agent", min_length=1)
     main_agent_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
@@ -117,6 +118,15 @@ class Settings(BaseSettings):
     chat_ws_outbox_max_bytes: int = Field(default=1_048_576, ge=4096, le=1_073_741_824)
     chat_ws_heartbeat_seconds: float = Field(default=20.0, gt=0, le=600)
     chat_ws_auth_recheck_seconds: float = Field(default=60.0, gt=0, le=3600)
+
+    # Chat across instances
+    chat_lease_ttl_seconds: float = Field(default=5.0, ge=0.5, le=300)
+    chat_subject_prefix: str = Field(
+        default="chat", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=64
+    )
+    chat_log_stream_name: str = Field(default="CHAT", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    chat_log_max_bytes: int = Field(default=268_435_456, ge=1_048_576, le=1 << 40)
+    chat_answer_save_deadline_seconds: float = Field(default=900.0, ge=1, le=86_400)
 
     # Auth
     auth_jwt_secret: SecretStr = SecretStr(DEFAULT_JWT_SECRET)

@@ -12,6 +12,7 @@ from exobrain.metrics import Metrics
 from . import actors, health, ops, resources
 from .auth import setup_auth
 from .chat import session_ticker_ctx, setup_chat
+from .chat_sessions import ownership_ctx
 from .chat_socket import setup_chat_socket
 from .docs import setup_docs
 from .errors import error_middleware
@@ -45,7 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_chat_socket(app)  # at shutdown its sockets close after the sessions stored their turns
     setup_knowledge(app)  # its transport starts after NATS, its actor with the others
     app.cleanup_ctx.append(actors.actors_ctx)  # late up, early down: stops before the pool closes
-    app.cleanup_ctx.append(session_ticker_ctx)
+    app.cleanup_ctx.extend([ownership_ctx, session_ticker_ctx])
     app.router.add_routes(health.routes)
     app.router.add_routes(ops.routes)
     if settings.is_local:

@@ -21,18 +21,14 @@ from aiohttp import hdrs, web
 
 from exobrain.actors.session import (
     Agent,
-    CancelTurn,
     Item,
     SessionActor,
     SessionEnded,
     SessionLimits,
     SessionManager,
     StreamEvent,
-    Subscribe,
-    Subscribed,
     Subscription,
     Tick,
-    Unsubscribe,
 )
 from exobrain.agent.mock import MockReplies, load_messages
 from exobrain.agent.model import MockModel, Model, OpenAIModel
@@ -44,7 +40,8 @@ from exobrain.supervision import ActorUnavailable, ChildSpec, Supervision, tell
 from . import chat_sessions
 from .actors import ACTOR_CHILDREN, JOURNAL, SESSIONS
 from .authentication import authenticated
-from .chat_sessions import ChatMessage, ChatRefused, ask_stream, session_for
+from .chat_sessions import ChatMessage, ChatRefused
+from .cluster import CLUSTER, cluster_ctx
 from .errors import JsonError, json_response
 from .resources import PG_POOL, SETTINGS
 from .validation import parse_body
@@ -69,7 +66,8 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     client: openai.AsyncOpenAI | None = None
     model: Model
     if settings.main_agent_use_mock:
-        model = MockModel(MockReplies(load_messages(settings.main_agent_mock_messages_file)))
+        replies = MockReplies(load_messages(settings.main_agent_mock_messages_file))
+        model = MockModel(replies, words_per_second=settings.main_agent_mock_words_per_second)
     else:
         client = openai.AsyncOpenAI(
             base_url=str(settings.model_provider_base_url),
@@ -106,8 +104,13 @@ def sessions_child(app: web.Application) -> ChildSpec:
         idle_seconds=settings.chat_session_idle_seconds,
     )
 
+    cluster = app[CLUSTER]
+
     def start_session(
-        supervision: Supervision, user_id: uuid.UUID, attached: frozenset[Subscription]
+        supervision: Supervision,
+        user_id: uuid.UUID,
+        epoch: int,
+        attached: frozenset[Subscription],
     ) -> pykka.ActorRef[Any]:
         chat = app[CHAT]
         agent = Agent(
@@ -118,20 +121,28 @@ def sessions_child(app: web.Application) -> ChildSpec:
             max_steps=settings.main_agent_max_steps,
             tool_timeout=settings.web_tools_timeout_seconds,
             write_timeout=settings.journal_write_timeout_seconds,
+            save_deadline=settings.chat_answer_save_deadline_seconds,
         )
         return SessionActor.start(
             supervision,
             user_id=user_id,
+            epoch=epoch,
             agent=agent,
             pool=pool,
             loop=loop,
             limits=limits,
+            log=cluster.log,
             attached=attached,
         )
 
+    def changed(user_id: uuid.UUID, alive: bool) -> None:
+        loop.call_soon_threadsafe(cluster.ownership.session_changed, user_id, alive)
+
     return ChildSpec(
         "sessions",
-        lambda supervision: SessionManager.start(supervision, start_session=start_session),
+        lambda supervision: SessionManager.start(
+            supervision, start_session=start_session, changed=changed
+        ),
     )
 
 
@@ -152,9 +163,11 @@ async def session_ticker_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup_chat(app: web.Application) -> None:
-    """Model and tools start before the actors; the SessionManager is one of their children."""
-    app.cleanup_ctx.append(chat_ctx)
+    """Model, tools and cluster membership start before the actors; the SessionManager is
+    one of their children."""
+    app.cleanup_ctx.extend([chat_ctx, cluster_ctx])
     app[ACTOR_CHILDREN].append(sessions_child)
+    app.on_shutdown.append(chat_sessions.hand_off)  # before the sockets close (setup order)
     app.router.add_routes(routes)
 
 
@@ -200,10 +213,10 @@ async def follow_stream(request: web.Request, principal: Principal) -> web.Strea
     """
     stream_id, settings = _stream_id(request), request.app[SETTINGS]
     after = _last_event_id(request)
-    sink = Subscription(asyncio.get_running_loop())
     with _as_http():
-        session = await session_for(request.app, principal.user_id)
-        subscribed: Subscribed = await ask_stream(session, Subscribe(stream_id, after, sink))
+        reader, done = await chat_sessions.open_stream(
+            request.app, principal.user_id, stream_id, after
+        )
     response = web.StreamResponse(
         headers={
             hdrs.CONTENT_TYPE: "text/event-stream",
@@ -213,9 +226,8 @@ async def follow_stream(request: web.Request, principal: Principal) -> web.Strea
     )
     try:
         await response.prepare(request)
-        done = subscribed.finished and subscribed.last_seq <= after
         while not done:
-            events = await sink.next(settings.chat_sse_heartbeat_seconds)
+            events = await reader.next(settings.chat_sse_heartbeat_seconds)
             if events:
                 done = await _write(response, events)
             else:
@@ -225,8 +237,7 @@ async def follow_stream(request: web.Request, principal: Principal) -> web.Strea
     except SessionEnded:
         log.info("stream %s ended with its session", stream_id)
     finally:
-        with contextlib.suppress(ActorUnavailable):
-            tell(session, Unsubscribe(stream_id, sink))
+        await reader.close()
     return response
 
 
@@ -260,6 +271,5 @@ async def cancel_stream(request: web.Request, principal: Principal) -> web.Respo
     `done {reason: "cancelled"}`. `{cancelled: false}` when it had already finished."""
     stream_id = _stream_id(request)
     with _as_http():
-        session = await session_for(request.app, principal.user_id)
-        cancelled = await ask_stream(session, CancelTurn(stream_id))
+        cancelled = await chat_sessions.cancel(request.app, principal.user_id, stream_id)
     return json_response({"cancelled": cancelled})

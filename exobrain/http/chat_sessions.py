@@ -1,19 +1,28 @@
-"""What the REST and WebSocket chat share: the message model, the rate limit, the session calls.
+"""What the REST and WebSocket chat share: the message model, the rate limit, the routing.
 
-Handlers hold no chat state: they find the user's SessionActor through the
-SessionManager and talk to it through the loop bridge. A refusal is a
-:class:`ChatRefused` with an HTTP status and a stable code; REST answers it as
-a JSON error, the WebSocket as an ``error`` frame.
+Handlers hold no chat state. A command (send, cancel) goes to the user's
+SessionActor on the instance that owns the user: this one, when it holds the
+user's lease or nobody does (then it takes the lease); otherwise the owner,
+over NATS (:mod:`exobrain.cluster`), which runs the same local path. Reading
+a stream takes the fast path to the session's memory where the session runs
+here, and the chat log anywhere else. A refusal is a :class:`ChatRefused`
+with an HTTP status and a stable code; REST answers it as a JSON error, the
+WebSocket as an ``error`` frame, and a forwarded command carries it back.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from types import MappingProxyType
+from typing import Any, Protocol
 
+import nats.errors
 import pykka
 import redis.asyncio as redis
 from aiohttp import hdrs, web
@@ -21,21 +30,48 @@ from pydantic import BaseModel, ValidationInfo, field_validator
 from redis.exceptions import NoScriptError
 
 from exobrain.actors.session import (
+    INTERRUPTED,
     Accepted,
+    CancelTurn,
+    Item,
+    NotOwner,
+    RunningSession,
     SendMessage,
     SessionFor,
+    StopSessions,
+    StreamEvent,
     StreamNotFound,
+    StreamStarted,
+    Subscribe,
+    Subscribed,
+    Subscription,
     TurnRejected,
+    Unsubscribe,
+    answer_id,
 )
-from exobrain.supervision import ActorUnavailable, ask
+from exobrain.cluster import (
+    STORE_ERRORS,
+    Logged,
+    LogReader,
+    OwnerUnreachable,
+    finished,
+    last_seq,
+)
+from exobrain.supervision import ActorUnavailable, ask, tell
 
 from .actors import SESSIONS
-from .resources import REDIS, SETTINGS
+from .cluster import CLUSTER
+from .resources import PG_POOL, REDIS, SETTINGS
 
 log = logging.getLogger(__name__)
 
 #: How long a loop → session request may take (the first includes storing the message).
 ASK_TIMEOUT = 15.0
+
+#: How long a reader elsewhere looks for a stream missing from the log (the owner accepts a
+#: message before the log acknowledges its first entry), and how often it looks.
+_LOG_PATIENCE = 0.5
+_LOG_POLL = 0.02
 
 #: Count a message in its minute's window: one atomic round trip (a MULTI pipeline costs
 #: four commands' parsing and showed as an eighth of the event loop's time per chat turn).
@@ -73,39 +109,323 @@ class ChatRefused(Exception):
     def headers(self) -> dict[str, str]:
         return {} if self.retry_after is None else {hdrs.RETRY_AFTER: str(self.retry_after)}
 
+    def as_reply(self) -> dict[str, Any]:
+        return {"refused": [self.status, self.code, self.message, self.retry_after]}
 
-async def session_for(app: web.Application, user_id: uuid.UUID) -> pykka.ActorRef[Any]:
-    try:
-        ref: pykka.ActorRef[Any] = await ask(
-            app[SESSIONS].ref, SessionFor(user_id), timeout=ASK_TIMEOUT
-        )
-    except ActorUnavailable:
-        raise ChatRefused(503, "unavailable", "chat is not available right now", 1) from None
-    return ref
+
+_NOT_FOUND = ChatRefused(404, "stream_not_found", "stream not found")
+_UNAVAILABLE = ChatRefused(503, "unavailable", "chat is not available right now", 1)
+_RESTARTING = ChatRefused(503, "unavailable", "chat is restarting", 1)
+_SHUTTING_DOWN = ChatRefused(503, "shutting_down", "the server is shutting down", 1)
+
+
+class StreamReader(Protocol):
+    """A stream as one reader follows it, from this instance's memory or from the log."""
+
+    async def next(self, timeout: float) -> Sequence[Item]: ...
+
+    async def close(self) -> None: ...
 
 
 async def send_message(app: web.Application, user_id: uuid.UUID, body: ChatMessage) -> Accepted:
     """Rate-limit, then have the user's session store the message and queue its turn."""
     await _rate_limit(app, user_id)
-    session = await session_for(app, user_id)
-    message = SendMessage(body.client_message_id, body.message)
-    try:
-        accepted: Accepted = await ask(session, message, timeout=ASK_TIMEOUT)
-    except TurnRejected as exc:
-        raise ChatRefused(429, "too_many_pending", str(exc), 5) from None
-    except ActorUnavailable:
-        raise ChatRefused(503, "unavailable", "chat is restarting", 1) from None
+    accepted: Accepted = await _on_owner(
+        app, user_id, SendMessage(body.client_message_id, body.message)
+    )
     return accepted
 
 
-async def ask_stream(session: pykka.ActorRef[Any], message: object) -> Any:
-    """Ask the user's session about one of its streams; one it does not have is not found."""
+async def cancel(app: web.Application, user_id: uuid.UUID, stream_id: uuid.UUID) -> bool:
+    """Stop the stream's turn; False when it had already ended."""
+    cancelled: bool = await _on_owner(app, user_id, CancelTurn(stream_id))
+    return cancelled
+
+
+async def _on_owner(app: web.Application, user_id: uuid.UUID, command: Command) -> Any:
+    """Run ``command`` on the user's owner: here if this instance owns the user or nobody
+    does, else forwarded. A dead owner's lease lapses within the TTL; meanwhile this waits."""
+    cluster, loop = app[CLUSTER], asyncio.get_running_loop()
+    deadline = loop.time() + ASK_TIMEOUT
+    pause = 0.05
+    while True:
+        try:
+            epoch = await cluster.ownership.claim(user_id)
+            if epoch is not None:
+                return await _locally(app, user_id, epoch, command)
+            holder = await cluster.leases.holder(user_id)
+            if holder is None and cluster.ownership.closing:
+                raise _SHUTTING_DOWN
+            if holder is not None and holder != cluster.instance_id:
+                timeout = max(0.1, deadline - loop.time())
+                reply = await cluster.commands.request(
+                    holder, _encode(user_id, command), timeout=timeout
+                )
+                if "not_owner" not in reply:
+                    return _decode_reply(command, reply)
+        except NotOwner:
+            cluster.ownership.forget(user_id)
+        except OwnerUnreachable:
+            log.info("owner of %s did not answer; waiting for its lease to lapse", user_id)
+        except STORE_ERRORS as exc:
+            log.warning("chat ownership unavailable: %r", exc)
+            raise _UNAVAILABLE from None
+        if loop.time() + pause > deadline:
+            raise ChatRefused(503, "unavailable", "the chat session is moving, try again", 1)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+async def _locally(app: web.Application, user_id: uuid.UUID, epoch: int, command: Command) -> Any:
+    """Run ``command`` on this instance's session of the user (owned, at ``epoch``)."""
+    session = await _session(app, SessionFor(user_id, epoch))
     try:
-        return await ask(session, message, timeout=ASK_TIMEOUT)
-    except StreamNotFound:
-        raise ChatRefused(404, "stream_not_found", "stream not found") from None
+        result = await ask(session, command, timeout=ASK_TIMEOUT)
+    except TurnRejected as exc:
+        raise ChatRefused(429, "too_many_pending", str(exc), 5) from None
     except ActorUnavailable:
-        raise ChatRefused(503, "unavailable", "chat is restarting", 1) from None
+        raise _RESTARTING from None
+    except StreamNotFound:  # not this session's: an earlier owner's, or none at all
+        assert isinstance(command, CancelTurn)
+        if await _logged(app, user_id, command.stream_id, patience=_LOG_PATIENCE) is None:
+            raise _NOT_FOUND from None
+        return False
+    if isinstance(result, Accepted) and result.duplicate and not result.held:
+        assert isinstance(command, SendMessage)
+        await _recover(app, user_id, result.stream_id, command.client_message_id)
+    return result
+
+
+async def _session(app: web.Application, message: SessionFor | RunningSession) -> Any:
+    try:
+        return await ask(app[SESSIONS].ref, message, timeout=ASK_TIMEOUT)
+    except ActorUnavailable:
+        raise _UNAVAILABLE from None
+
+
+Command = SendMessage | CancelTurn
+
+
+def _encode(user_id: uuid.UUID, command: Command) -> dict[str, Any]:
+    match command:
+        case SendMessage(client_message_id=cid, text=text):
+            return {"op": "send", "user": str(user_id), "cid": str(cid), "text": text}
+        case CancelTurn(stream_id=stream_id):
+            return {"op": "cancel", "user": str(user_id), "stream": str(stream_id)}
+
+
+def _decode_reply(command: Command, reply: dict[str, Any]) -> Any:
+    if "refused" in reply:
+        raise ChatRefused(*reply["refused"])
+    answer = reply["ok"]
+    if isinstance(command, CancelTurn):
+        return bool(answer)
+    return Accepted(uuid.UUID(answer["stream"]), answer["reference"], answer["duplicate"])
+
+
+async def handle_forwarded(app: web.Application, command: dict[str, Any]) -> dict[str, Any]:
+    """The owner's side of a forwarded command: the local path, or "not the owner"."""
+    user_id = uuid.UUID(command["user"])
+    epoch = app[CLUSTER].ownership.epoch(user_id)
+    if epoch is None:
+        return {"not_owner": True}
+    decoded: Command
+    if command["op"] == "send":
+        decoded = SendMessage(uuid.UUID(command["cid"]), command["text"])
+    else:
+        decoded = CancelTurn(uuid.UUID(command["stream"]))
+    try:
+        result = await _locally(app, user_id, epoch, decoded)
+    except ChatRefused as exc:
+        return exc.as_reply()
+    except NotOwner:
+        app[CLUSTER].ownership.forget(user_id)
+        return {"not_owner": True}
+    if isinstance(result, Accepted):
+        stream, reference = str(result.stream_id), result.journal_reference
+        return {"ok": {"stream": stream, "reference": reference, "duplicate": result.duplicate}}
+    return {"ok": result}
+
+
+async def _logged(
+    app: web.Application, user_id: uuid.UUID, stream_id: uuid.UUID, *, patience: float = 0.0
+) -> Logged | None:
+    """The stream's newest log message; ``patience``: how long to wait for a stream that
+    was just accepted elsewhere (its owner answers before its log write is acknowledged)."""
+    chat_log, loop = app[CLUSTER].log, asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    try:
+        while (last := await chat_log.last(user_id, stream_id)) is None:
+            if loop.time() >= deadline:
+                return None
+            await asyncio.sleep(_LOG_POLL)
+    except (nats.errors.Error, TimeoutError):
+        raise _UNAVAILABLE from None
+    return last
+
+
+async def _recover(
+    app: web.Application, user_id: uuid.UUID, stream_id: uuid.UUID, client_message_id: uuid.UUID
+) -> None:
+    """A retried message whose stream is not in the log any more: log it again from the
+    journal, so that the stream id the service handed out always leads to a stream that
+    ends (with the stored answer, or an error if the answer never was)."""
+    if await _logged(app, user_id, stream_id) is not None:
+        return
+    rows = await app[PG_POOL].fetch(
+        """
+        SELECT m.role, m.content, m.metadata, m.client_message_id, c.reference
+        FROM conversations c JOIN messages m ON m.conversation_id = c.id
+        WHERE c.user_id = $1 AND m.client_message_id = ANY($2::uuid[])
+        """,
+        user_id,
+        [client_message_id, answer_id(stream_id)],
+    )
+    question = next((row for row in rows if row["role"] == "user"), None)
+    answer = next((row for row in rows if row["role"] == "assistant"), None)
+    if question is None:
+        return
+    events: list[tuple[str, dict[str, Any]]] = []
+    status = None
+    if answer is not None:
+        events.append(("message_chunk", {"text": answer["content"]}))
+        status = (answer["metadata"] or {}).get("status")
+    if answer is None or status == "interrupted":
+        events.append(("error", {"tool_call_id": None, "message": INTERRUPTED}))
+    reason = "completed" if answer is not None and status is None else status or "error"
+    events.append(("done", {"reason": "error" if status == "interrupted" else reason}))
+    started = StreamStarted(
+        stream_id, question["client_message_id"], question["reference"], question["content"]
+    )
+    numbered = [
+        StreamEvent(stream_id, seq, name, MappingProxyType(data))  # type: ignore[arg-type]
+        for seq, (name, data) in enumerate(events, start=1)
+    ]
+    chat_log = app[CLUSTER].log
+    chat_log.append(user_id, stream_id, [started, *numbered])
+    await chat_log.durable(stream_id)
+
+
+class _LocalReader:
+    """The fast path: the owner's session pushes the stream's events into an inbox."""
+
+    def __init__(self, session: pykka.ActorRef[Any], stream_id: uuid.UUID, sink: Subscription):
+        self._session, self._stream_id, self._sink = session, stream_id, sink
+
+    async def next(self, timeout: float) -> Sequence[Item]:
+        return await self._sink.next(timeout)
+
+    async def close(self) -> None:
+        with contextlib.suppress(ActorUnavailable):
+            tell(self._session, Unsubscribe(self._stream_id, self._sink))
+
+
+class _Ended:
+    async def next(self, timeout: float) -> Sequence[Item]:
+        return ()
+
+    async def close(self) -> None:
+        return None
+
+
+async def open_stream(
+    app: web.Application, user_id: uuid.UUID, stream_id: uuid.UUID, after_seq: int
+) -> tuple[StreamReader, bool]:
+    """Follow the user's stream after ``after_seq``; True when nothing more will come."""
+    sink = Subscription(asyncio.get_running_loop())
+    with contextlib.suppress(StreamNotFound):
+        subscribed = await _subscribe_locally(app, user_id, Subscribe(stream_id, after_seq, sink))
+        if subscribed is not None:
+            return _LocalReader(subscribed[0], stream_id, sink), _over(subscribed[1], after_seq)
+    last = await _logged(app, user_id, stream_id, patience=_LOG_PATIENCE)
+    if last is None:
+        raise _NOT_FOUND
+    if finished(last.entries) and last_seq(last.entries) <= after_seq:
+        return _Ended(), True
+    return await _log_reader(app, user_id, stream_id, after_seq), False
+
+
+async def resume(
+    app: web.Application, user_id: uuid.UUID, stream_id: uuid.UUID, after_seq: int,
+    sink: Subscription,
+) -> tuple[Subscribed, LogReader | None]:  # fmt: skip
+    """Push the stream after ``after_seq`` into a socket's inbox, then its live events.
+
+    From the log, the returned reader must be relayed into ``sink`` (:func:`relay`).
+    """
+    with contextlib.suppress(StreamNotFound):
+        subscribed = await _subscribe_locally(app, user_id, Subscribe(stream_id, after_seq, sink))
+        if subscribed is not None:
+            return subscribed[1], None
+    last = await _logged(app, user_id, stream_id, patience=_LOG_PATIENCE)
+    if last is None:
+        raise _NOT_FOUND
+    done = finished(last.entries)
+    status = Subscribed(last_seq(last.entries), done)
+    if done and status.last_seq <= after_seq:
+        return status, None
+    return status, await _log_reader(app, user_id, stream_id, after_seq)
+
+
+async def relay(reader: LogReader, sink: Subscription) -> None:
+    """Push what ``reader`` gets from the log into ``sink`` until the stream ends."""
+    try:
+        while not reader.finished:
+            if entries := await reader.next(60.0):
+                sink.push(entries)
+    finally:
+        await reader.close()
+
+
+async def _subscribe_locally(
+    app: web.Application, user_id: uuid.UUID, subscribe: Subscribe
+) -> tuple[pykka.ActorRef[Any], Subscribed] | None:
+    """Subscribe in this instance's session of the user, if the user is owned here."""
+    if app[CLUSTER].ownership.epoch(user_id) is None:
+        return None
+    session = await _session(app, RunningSession(user_id))
+    if session is None:
+        return None
+    try:
+        subscribed: Subscribed = await ask(session, subscribe, timeout=ASK_TIMEOUT)
+    except ActorUnavailable:
+        return None
+    return session, subscribed
+
+
+def _over(subscribed: Subscribed, after_seq: int) -> bool:
+    return subscribed.finished and subscribed.last_seq <= after_seq
+
+
+async def _log_reader(
+    app: web.Application, user_id: uuid.UUID, stream_id: uuid.UUID, after_seq: int
+) -> LogReader:
+    try:
+        return await app[CLUSTER].log.reader(user_id, stream_id, after_seq)
+    except (nats.errors.Error, TimeoutError):
+        raise _UNAVAILABLE from None
+
+
+async def ownership_ctx(app: web.Application) -> AsyncIterator[None]:
+    """After the actors: answer forwarded commands and keep the leases alive."""
+    cluster = app[CLUSTER]
+    await cluster.commands.serve(lambda command: handle_forwarded(app, command))
+    heartbeat = asyncio.create_task(cluster.ownership.run())
+    yield
+    heartbeat.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await heartbeat
+
+
+async def hand_off(app: web.Application) -> None:
+    """At shutdown: sessions store their running turns, then every lease goes back at once
+    (the next owner need not wait for them to lapse) and takes over what is left."""
+    app[CLUSTER].ownership.closing = True
+    with contextlib.suppress(ActorUnavailable, TimeoutError):
+        await ask(
+            app[SESSIONS].ref, StopSessions(), timeout=app[SETTINGS].actor_shutdown_timeout_seconds
+        )
+    await app[CLUSTER].ownership.release_all()
 
 
 async def _rate_limit(app: web.Application, user_id: uuid.UUID) -> None:

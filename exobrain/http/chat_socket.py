@@ -18,7 +18,7 @@ import enum
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,22 +29,22 @@ from aiohttp import WSMsgType, web
 
 from exobrain.actors.session import (
     AttachTo,
-    CancelTurn,
     DetachFrom,
     SessionEnded,
-    StopSessions,
-    Subscribe,
     SubscriberTooSlow,
     Subscription,
 )
 from exobrain.auth import Principal
-from exobrain.supervision import ActorUnavailable, ask, tell
+from exobrain.supervision import ActorUnavailable, tell
 
 from . import chat_frames as frames
+from . import chat_sessions as chat
 from .actors import METRICS, SESSIONS
 from .authentication import authenticate, bearer_token
+from .chat_feeds import Feeds
 from .chat_frames import ChatCancel, ChatSend, FrameError, Ping, StreamResume
-from .chat_sessions import ChatRefused, ask_stream, send_message, session_for
+from .chat_sessions import ChatRefused
+from .cluster import CLUSTER
 from .errors import JsonError
 from .resources import SETTINGS
 
@@ -95,6 +95,7 @@ class Sockets:
 
 
 SOCKETS = web.AppKey("chat_sockets", Sockets)
+FEEDS = web.AppKey("chat_feeds", Feeds)
 
 
 class _FrameBudget:
@@ -126,6 +127,7 @@ class ChatSocket:
             settings.chat_ws_max_frames_per_second, settings.chat_ws_frame_burst
         )
         self._sink = Subscription(asyncio.get_running_loop())
+        self._relays: set[asyncio.Task[None]] = set()
         self._manager: pykka.ActorRef[Any] | None = None
         self._ending: tuple[Close, str] | None = None
         self.closed = asyncio.Event()
@@ -138,7 +140,7 @@ class ChatSocket:
     async def serve(self) -> None:
         writer: asyncio.Task[None] | None = None
         try:
-            self._attach()
+            await self._attach()
             writer = asyncio.create_task(self._write())
             await self._read()
         except ChatRefused as exc:
@@ -146,15 +148,17 @@ class ChatSocket:
         except ConnectionError:
             log.debug("chat socket of %s went away", self.user_id)
         finally:
-            if writer is not None:
-                writer.cancel()
+            for task in [*self._relays, *([writer] if writer is not None else [])]:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await writer
-            self._detach()
+                    await task
+            await self._detach()
             self.closed.set()
 
-    def _attach(self) -> None:
-        """Follow every stream of the user from now on; those under way are announced."""
+    async def _attach(self) -> None:
+        """Follow every stream of the user from now on, owned here or elsewhere; those under
+        way are announced."""
+        await self._detach()
         self._sink = Subscription(asyncio.get_running_loop(), self._outbox_limit)
         if self._ending is not None:  # replaced or shut down before it was attached
             self._sink.end()
@@ -163,11 +167,14 @@ class ChatSocket:
             tell(self._manager, AttachTo(self.user_id, self._sink))
         except ActorUnavailable:
             raise ChatRefused(503, "unavailable", "chat is restarting", 1) from None
+        owned_here = self._app[CLUSTER].ownership.epoch(self.user_id) is not None
+        await self._app[FEEDS].attach(self.user_id, self._sink, owned_here=owned_here)
 
-    def _detach(self) -> None:
+    async def _detach(self) -> None:
         if self._manager is not None:
             with contextlib.suppress(ActorUnavailable):
                 tell(self._manager, DetachFrom(self.user_id, self._sink))
+        await self._app[FEEDS].detach(self.user_id, self._sink)
 
     async def _close(self, code: Close, reason: str) -> None:
         """Close politely; a peer that does not take the close frame in time is cut off."""
@@ -214,16 +221,21 @@ class ChatSocket:
             case ChatSend():
                 if self._app[SOCKETS].closing:
                     raise ChatRefused(503, "shutting_down", "the server is shutting down", 1)
-                accepted = await send_message(self._app, self.user_id, frame)
+                accepted = await chat.send_message(self._app, self.user_id, frame)
                 return frames.accepted(
                     frame.client_message_id, accepted.stream_id, accepted.journal_reference
                 )
             case ChatCancel(stream_id=stream_id):
-                session = await session_for(self._app, self.user_id)
-                return frames.cancelled(stream_id, await ask_stream(session, CancelTurn(stream_id)))
+                cancelled = await chat.cancel(self._app, self.user_id, stream_id)
+                return frames.cancelled(stream_id, cancelled)
             case StreamResume(stream_id=stream_id, after_seq=after_seq):
-                session = await session_for(self._app, self.user_id)
-                subscribed = await ask_stream(session, Subscribe(stream_id, after_seq, self._sink))
+                subscribed, reader = await chat.resume(
+                    self._app, self.user_id, stream_id, after_seq, self._sink
+                )
+                if reader is not None:  # owned elsewhere: relayed from the chat log
+                    relay = asyncio.create_task(chat.relay(reader, self._sink))
+                    self._relays.add(relay)
+                    relay.add_done_callback(self._relays.discard)
                 return frames.resumed(stream_id, subscribed)
 
     async def _write(self) -> None:
@@ -246,7 +258,7 @@ class ChatSocket:
                 return
             except SessionEnded:
                 if self._ending is None and not self._app[SOCKETS].closing:
-                    self._attach()  # the session manager restarted: attach to its successor
+                    await self._attach()  # the session manager restarted: attach to its successor
                     continue
                 await self._close(*(self._ending or (Close.GOING_AWAY, "server shutting down")))
                 return
@@ -313,14 +325,10 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    """At shutdown: sessions store their running turns first, then every socket gets 1001."""
+    """At shutdown, once the sessions stored their running turns (``chat_sessions.hand_off``):
+    every socket gets 1001; clients reconnect to another instance and resume by sequence."""
     sockets = app[SOCKETS]
     sockets.closing = True
-    if not len(sockets):
-        return
-    timeout = app[SETTINGS].actor_shutdown_timeout_seconds
-    with contextlib.suppress(ActorUnavailable, TimeoutError):
-        await ask(app[SESSIONS].ref, StopSessions(), timeout=timeout)
     for socket in sockets:
         socket.end(Close.GOING_AWAY, "server shutting down")
     with contextlib.suppress(TimeoutError):
@@ -328,7 +336,13 @@ async def _close_sockets(app: web.Application) -> None:
             await asyncio.gather(*(socket.closed.wait() for socket in sockets))
 
 
+async def _feeds_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[FEEDS] = Feeds(app[CLUSTER].log)
+    yield
+
+
 def setup_chat_socket(app: web.Application) -> None:
     app[SOCKETS] = Sockets(app[SETTINGS].chat_ws_max_connections_per_user)
+    app.cleanup_ctx.append(_feeds_ctx)
     app.on_shutdown.append(_close_sockets)
     app.router.add_routes(routes)

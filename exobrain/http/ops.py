@@ -8,6 +8,7 @@ refused everywhere else.
 from __future__ import annotations
 
 import hmac
+import os
 import time
 
 from aiohttp import web
@@ -15,6 +16,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from .actors import ACTORS, METRICS
+from .cluster import CLUSTER
 from .errors import JsonError, json_response
 from .resources import SETTINGS
 
@@ -55,12 +57,24 @@ def _authorize(request: web.Request) -> None:
 
 @routes.get("/api/ops/actors")
 async def actors(request: web.Request) -> web.Response:
-    """The supervisor tree: state, mailbox depth, restarts, last failure and uptime per actor."""
+    """This instance (id, pid, the users it owns) and its supervisor tree: state, mailbox
+    depth, restarts, last failure and uptime per actor."""
     _authorize(request)
-    system = request.app[ACTORS]
+    system, cluster = request.app[ACTORS], request.app[CLUSTER]
     tree = await system.snapshot()
+    owned = cluster.ownership.owned()
+    instance = {
+        "id": cluster.instance_id,
+        "pid": os.getpid(),
+        "owned_sessions": sorted(str(user_id) for user_id in owned),
+    }
     return json_response(
-        {"tree": tree, "failed": sorted(system.failures), "closing": system.closing.is_set()}
+        {
+            "instance": instance,
+            "tree": tree,
+            "failed": sorted(system.failures),
+            "closing": system.closing.is_set(),
+        }
     )
 
 
@@ -70,4 +84,5 @@ async def metrics(request: web.Request) -> web.Response:
     _authorize(request)
     registry = request.app[METRICS]
     registry.observe_tree(await request.app[ACTORS].snapshot())
+    registry.chat_leases_held.set(len(request.app[CLUSTER].ownership.owned()))
     return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

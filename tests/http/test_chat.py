@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import uuid
 from collections.abc import Callable
@@ -13,10 +14,18 @@ import orjson
 import pytest
 from auth_support import Account, Client, create_account, login_tokens, start
 
-from exobrain.actors.session import stream_id_for
+from exobrain.actors.session import (
+    RunningSession,
+    StreamNotFound,
+    Subscribe,
+    Subscription,
+    stream_id_for,
+)
 from exobrain.agent.mock import load_messages, words
 from exobrain.config import Settings
+from exobrain.http.actors import SESSIONS
 from exobrain.http.resources import PG_POOL
+from exobrain.supervision import ask
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))
 from fake_provider import FakeProvider, Stream, serve, text
@@ -230,7 +239,7 @@ async def test_too_many_messages_are_throttled(
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
 
 
-async def test_unread_streams_are_bounded_per_user(
+async def test_a_session_holds_few_finished_streams_and_the_log_serves_the_rest(
     aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
 ) -> None:
     client = await start(
@@ -242,11 +251,21 @@ async def test_unread_streams_are_bounded_per_user(
         streams.append((await (await send(client, headers, f"unread {n}")).json())["stream_id"])
         await eventually_stored(client, account, 2 * (n + 1))
     await asyncio.sleep(0.1)  # the last turn's done reaches the session
-    statuses = [
-        (await client.get(f"/api/chat/stream/{s}", headers=headers)).status for s in streams
-    ]
-    assert statuses[:2] == [404, 404]  # the oldest finished streams were let go
-    assert statuses[-1] == 200
+    session = await ask(client.app[SESSIONS].ref, RunningSession(account.user_id), timeout=5)
+    held = []
+    for stream_id in streams:
+        with contextlib.suppress(StreamNotFound):
+            sink = Subscription(asyncio.get_running_loop())
+            await ask(session, Subscribe(uuid.UUID(stream_id), 0, sink), timeout=5)
+            held.append(stream_id)
+    assert held == streams[-3:]  # the oldest finished streams left the session's memory
+    rows = await stored(client, account)
+    answers = [row["content"] for row in rows if row["role"] == "assistant"]
+    for stream_id, answer in zip(streams, answers, strict=True):  # from memory or from the log
+        events = await follow(client, headers, stream_id)
+        chunks = [data["text"] for _, name, data in events if name == "message_chunk"]
+        assert "".join(chunks) == answer
+        assert events[-1][1:] == ("done", {"reason": "completed"})
 
 
 def test_an_empty_mock_messages_file_stops_start_up(

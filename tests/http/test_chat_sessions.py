@@ -19,6 +19,7 @@ from exobrain.actors.session.messages import TurnEvents
 from exobrain.config import Settings
 from exobrain.embedded import free_port
 from exobrain.http.actors import SESSIONS
+from exobrain.http.cluster import CLUSTER
 from exobrain.http.resources import PG_POOL
 from exobrain.supervision import ask, tell
 
@@ -42,7 +43,10 @@ async def sessions_running(client: Client) -> list[str]:
 
 
 async def session_of(app: web.Application, account: Account) -> Any:
-    return await ask(app[SESSIONS].ref, SessionFor(account.user_id), timeout=5)
+    """The user's session here, started if needed (this instance takes the user's lease)."""
+    epoch = await app[CLUSTER].ownership.claim(account.user_id)
+    assert epoch is not None
+    return await ask(app[SESSIONS].ref, SessionFor(account.user_id, epoch), timeout=5)
 
 
 async def test_a_crashed_session_ends_its_turn_and_spares_everyone_else(

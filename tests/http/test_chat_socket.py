@@ -17,14 +17,12 @@ import asyncpg
 import pytest
 from auth_support import Client, create_account, login_tokens, start
 from test_chat import eventually_stored, send, signed_in, stored
-from test_chat_sessions import sessions_running
+from test_chat_sessions import session_of, sessions_running
 
-from exobrain.actors.session import SessionFor
 from exobrain.actors.session.messages import TurnEvents
 from exobrain.agent.mock import load_messages
 from exobrain.config import Settings
-from exobrain.http.actors import SESSIONS
-from exobrain.supervision import ask, tell
+from exobrain.supervision import tell
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))
 from fake_provider import FakeProvider, Stream, serve, text
@@ -213,10 +211,10 @@ async def test_sockets_follow_the_new_session_after_a_crash(client: Client) -> N
     first, second = await connect(client, headers), await connect(client, headers)
     await first.send_json({"type": "ping"})
     assert await frame(first) == {"type": "pong"}
-    crashed = await ask(client.app[SESSIONS].ref, SessionFor(account.user_id), timeout=5)
+    crashed = await session_of(client.app, account)
     tell(crashed, TurnEvents(uuid.uuid4(), ()))  # an unknown stream: the actor fails
     for _ in range(100):
-        current = await ask(client.app[SESSIONS].ref, SessionFor(account.user_id), timeout=5)
+        current = await session_of(client.app, account)
         if current != crashed:
             break
         await asyncio.sleep(0.05)

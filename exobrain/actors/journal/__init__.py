@@ -10,7 +10,14 @@ from exobrain.metrics import Metrics
 from exobrain.supervision import ChildHandle, ChildSpec, ask, wait
 
 from .actor import JournalActor, Listener
-from .messages import AppendMessages, JournalChanged, NewMessage, NewToolCall, StoredMessage
+from .messages import (
+    AppendMessages,
+    Fenced,
+    JournalChanged,
+    NewMessage,
+    NewToolCall,
+    StoredMessage,
+)
 
 
 def journal_spec(
@@ -47,6 +54,7 @@ async def append(
 
 __all__ = [
     "AppendMessages",
+    "Fenced",
     "JournalActor",
     "JournalChanged",
     "Listener",

@@ -53,12 +53,18 @@ class AppendMessages:
     user_id: uuid.UUID
     reference: str
     messages: tuple[NewMessage, ...]
+    #: The writer's ownership epoch of the user (chat sessions): refused once it is stale.
+    epoch: int | None = None
 
     def __post_init__(self) -> None:
         if not _REFERENCE.match(self.reference):
             raise ValueError(f"reference must be YYYY/MM/DD, not {self.reference!r}")
         if not self.messages:
             raise ValueError("nothing to append")
+
+
+class Fenced(RuntimeError):
+    """The write carried an ownership epoch that another instance has since replaced."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,9 @@ is the arbiter of both the sequence counter and idempotency, across processes
 too.
 
 If the database refuses the batch's data (a journal whose user was deleted,
-say), the batch is written again journal by journal, each in a savepoint, so
-only the offending journal's commands fail.
+say, or a write whose ownership epoch is stale: ``journal_append_fenced``,
+migration 0006), the batch is written again journal by journal, each in a
+savepoint, so only the offending journal's commands fail.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import asyncpg
 
 from exobrain.store.pool import Connection
 
-from .messages import AppendMessages, NewMessage, StoredMessage
+from .messages import AppendMessages, Fenced, NewMessage, StoredMessage
 
 #: What a batch returns per command: its stored messages, or why its journal was refused.
 Outcome = tuple[StoredMessage, ...] | Exception
@@ -57,10 +58,16 @@ async def _write_journal_by_journal(
                 async with connection.transaction():  # a savepoint
                     written = await _write(connection, batch)
             except _JOURNAL_ERRORS as exc:
-                written = [exc] * len(batch)
+                written = [_refusal(exc)] * len(batch)
             for index, outcome in zip(indexes, written, strict=True):
                 outcomes[index] = outcome
     return outcomes
+
+
+def _refusal(exc: Exception) -> Exception:
+    if isinstance(exc, asyncpg.CheckViolationError) and exc.constraint_name == "chat_owner_epoch":
+        return Fenced(str(exc))
+    return exc
 
 
 def _lock_key(journal: Journal) -> tuple[str, str]:
@@ -71,7 +78,7 @@ async def _write(
     connection: Connection, commands: Sequence[AppendMessages]
 ) -> list[tuple[StoredMessage, ...]]:
     items = [_item(command, message) for command in commands for message in command.messages]
-    rows = await connection.fetch("SELECT * FROM journal_append($1::jsonb)", items)
+    rows = await connection.fetch("SELECT * FROM journal_append_fenced($1::jsonb)", items)
     stored = [
         StoredMessage(
             id=row[1],
@@ -102,6 +109,8 @@ def _item(command: AppendMessages, message: NewMessage) -> dict[str, Any]:
         "cid": None if client_id is None else str(client_id),
         "meta": dict(message.metadata),
     }
+    if command.epoch is not None:
+        item["f"] = command.epoch
     if message.tool_calls:
         item["calls"] = [
             {

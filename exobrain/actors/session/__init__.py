@@ -1,12 +1,16 @@
 """Chat sessions: one SessionActor per active user under a SessionManager."""
 
 from .actor import SessionActor, SessionLimits, stream_id_for, today
-from .manager import SessionManager
+from .log import EventLog, Orphan
+from .manager import SessionManager, SessionsChanged
 from .messages import (
     Accepted,
     AttachTo,
     CancelTurn,
     DetachFrom,
+    DropSession,
+    NotOwner,
+    RunningSession,
     SendMessage,
     SessionFor,
     StopSessions,
@@ -21,27 +25,38 @@ from .stream import (
     ActiveStream,
     Item,
     SessionEnded,
+    Sink,
     StreamEvent,
     StreamStarted,
     SubscriberTooSlow,
     Subscription,
+    TurnOutcome,
+    coalesce,
 )
-from .turn import Agent
+from .turn import INTERRUPTED, Agent, answer_id
 
 __all__ = [
+    "INTERRUPTED",
     "Accepted",
     "ActiveStream",
     "Agent",
     "AttachTo",
     "CancelTurn",
     "DetachFrom",
+    "DropSession",
+    "EventLog",
     "Item",
+    "NotOwner",
+    "Orphan",
+    "RunningSession",
     "SendMessage",
     "SessionActor",
     "SessionEnded",
     "SessionFor",
     "SessionLimits",
     "SessionManager",
+    "SessionsChanged",
+    "Sink",
     "StopSessions",
     "StreamEvent",
     "StreamNotFound",
@@ -51,8 +66,11 @@ __all__ = [
     "SubscriberTooSlow",
     "Subscription",
     "Tick",
+    "TurnOutcome",
     "TurnRejected",
     "Unsubscribe",
+    "answer_id",
+    "coalesce",
     "stream_id_for",
     "today",
 ]

@@ -1,12 +1,19 @@
-"""The SessionActor: one per active user, owner of that user's chat state.
+"""The SessionActor: one per active user cluster-wide, owner of that user's chat state.
 
-It holds the day's conversation window, the streams of recent turns (their
-events and readers), the running turn and the turns waiting behind it. One
-turn runs at a time; a message is stored before it is acknowledged; a crash
-ends the running turn's stream with ``error`` then ``done`` and takes no other
-user's session with it. A new incarnation rebuilds the window from PostgreSQL.
-The user's attached connections follow every stream it starts; the manager
-owns that set and hands it to each incarnation.
+It runs on the instance that holds the user's lease, for one ownership epoch,
+and every durable write it makes carries that epoch (a stale one is refused:
+:class:`NotOwner`). It holds the day's conversation window, the streams of
+recent turns (their events and readers), the running turn and the turns
+waiting behind it. One turn runs at a time; a message is stored before it is
+acknowledged; every stream is also written to the chat log, where readers on
+other instances follow it. A crash ends the running turn's stream with
+``error`` then ``done`` and takes no other user's session with it.
+
+A new incarnation rebuilds the window from PostgreSQL and takes over the
+turns the previous owner left unfinished in the log (Orleans' reactivation):
+a turn that never started runs now; one cut short is stored as the log has
+it and ended. The user's attached connections follow every stream it
+starts; the manager owns that set and hands it to each incarnation.
 """
 
 from __future__ import annotations
@@ -25,27 +32,30 @@ from typing import Any
 import asyncpg
 import pykka
 
-from exobrain.actors.journal import AppendMessages, NewMessage, StoredMessage
+from exobrain.actors.journal import AppendMessages, Fenced, NewMessage, StoredMessage
 from exobrain.agent.events import Done, Error, Event
 from exobrain.supervision import SupervisedActor, Supervision, run_on_loop
 
+from .log import EventLog, Orphan
 from .messages import (
     Accepted,
     Attach,
     CancelTurn,
     Detach,
+    NotOwner,
     SendMessage,
     StreamNotFound,
     Subscribe,
     Subscribed,
     Tick,
+    TurnEnding,
     TurnEvents,
     TurnFinished,
     TurnRejected,
     Unsubscribe,
 )
-from .stream import ActiveStream, Stream, StreamStarted, Subscription
-from .turn import Agent, TurnRequest, run_chat_turn
+from .stream import ActiveStream, Sink, Stream, StreamStarted, Subscription
+from .turn import ABANDONED, Agent, TurnRequest, finish_orphan, run_chat_turn
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +77,8 @@ class _Queued:
     stream_id: uuid.UUID
     reference: str
     text: str
+    #: Set for a turn its previous owner cut short: it is ended, not run.
+    orphan: Orphan | None = None
 
 
 def today() -> str:
@@ -83,14 +95,18 @@ class SessionActor(SupervisedActor):
         supervision: Supervision,
         *,
         user_id: uuid.UUID,
+        epoch: int,
         agent: Agent,
         pool: asyncpg.Pool,
         loop: asyncio.AbstractEventLoop,
         limits: SessionLimits,
+        log: EventLog,
         attached: frozenset[Subscription] = frozenset(),
     ) -> None:
         super().__init__(supervision)
         self._user_id = user_id
+        self.epoch = epoch
+        self._log = log
         self._agent = agent
         self._pool = pool
         self._loop = loop
@@ -104,11 +120,35 @@ class SessionActor(SupervisedActor):
         self._idle_since = time.monotonic()
 
     def started(self) -> None:
-        self._window = run_on_loop(
-            self._loop,
-            _recent_messages(self._pool, self._user_id, self._window_reference),
-            timeout=10,
+        self._window, orphans = run_on_loop(
+            self._loop, self._restore(self._window_reference), timeout=10
         )
+        for orphan in orphans:
+            self._adopt(orphan)
+        self._start_next()
+
+    async def _restore(self, reference: str) -> tuple[list[dict[str, str]], list[Orphan]]:
+        window, orphans = await asyncio.gather(
+            _recent_messages(self._pool, self._user_id, reference),
+            self._log.orphans(self._user_id),
+        )
+        return window, orphans
+
+    def _adopt(self, orphan: Orphan) -> None:
+        """Take over a turn the previous owner left: run it, or end it if it had begun."""
+        started = orphan.started
+        stream = self._streams[started.stream_id] = Stream(started, orphan.events)
+        stream.subscribers |= self._attached
+        begun = orphan.events or orphan.outcome is not None
+        self._queue.append(
+            _Queued(
+                started.stream_id,
+                started.journal_reference,
+                started.message,
+                orphan if begun else None,
+            )
+        )
+        log.info("took over %s turn %s", "a cut-short" if begun else "a waiting", stream.stream_id)
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -128,24 +168,32 @@ class SessionActor(SupervisedActor):
                 self._attached.discard(sink)
                 for stream in self._streams.values():
                     stream.subscribers.discard(sink)
-            case TurnEvents(stream_id=stream_id, events=events):
-                self._streams[stream_id].append(events)
-            case TurnFinished():
-                self._finish(message)
+            case TurnEvents() | TurnEnding() | TurnFinished():
+                self._from_running(message)
             case Tick():
                 self._tick()
             case _:
                 return super().on_receive(message)
         return None
 
+    def _from_running(self, message: TurnEvents | TurnEnding | TurnFinished) -> None:
+        match message:
+            case TurnEvents(stream_id=stream_id, events=events):
+                self._append(self._streams[stream_id], events)
+            case TurnEnding(outcome=outcome):
+                self._log.write(self._user_id, outcome.stream_id, [outcome])
+            case TurnFinished():
+                self._finish(message)
+
     def stopping(self) -> None:
+        """Store the running turn if it ends in time; waiting turns go to the next owner,
+        which finds them unfinished in the log."""
         if self._running is not None:
             _, future = self._running
             with contextlib.suppress(
                 concurrent.futures.TimeoutError, concurrent.futures.CancelledError
             ):
                 self._finish(future.result(timeout=self._agent.write_timeout + 5))
-        self._end_unanswered("the service is shutting down")
 
     def failed(self, exc: BaseException | None) -> None:
         if self._running is not None:
@@ -157,8 +205,11 @@ class SessionActor(SupervisedActor):
     def _end_unanswered(self, why: str) -> None:
         """Streams that will get no answer end with ``error`` then ``done``."""
         for queued in self._queue:
-            self._streams[queued.stream_id].append([Error(None, why), Done("error")])
+            self._append(self._streams[queued.stream_id], [Error(None, why), Done("error")])
         self._queue.clear()
+
+    def _append(self, stream: Stream, events: list[Event] | tuple[Event, ...]) -> None:
+        self._log.write(self._user_id, stream.stream_id, stream.append(events))
 
     def _send(self, message: SendMessage) -> Accepted:
         stream_id = stream_id_for(self._user_id, message.client_message_id)
@@ -169,17 +220,22 @@ class SessionActor(SupervisedActor):
         if busy and len(self._queue) >= self._limits.max_pending_turns:
             raise TurnRejected("too many messages are waiting for an answer")
         reference = today()
-        [stored] = self._store(
-            NewMessage("user", message.text, client_message_id=message.client_message_id),
-            reference,
-        )
-        if stored.duplicate:  # stored before this incarnation: its turn ran or was lost with it
-            return Accepted(stream_id, reference, duplicate=True)
-        stream = self._streams[stream_id] = Stream(stream_id, message.client_message_id, reference)
+        try:
+            [stored] = self._store(
+                NewMessage("user", message.text, client_message_id=message.client_message_id),
+                reference,
+            )
+        except Fenced:
+            self.actor_ref.stop(block=False)
+            raise NotOwner(str(self._user_id)) from None
+        if stored.duplicate:  # stored before this incarnation: by an earlier owner
+            return Accepted(stream_id, reference, duplicate=True, held=False)
+        started = StreamStarted(stream_id, message.client_message_id, reference, message.text)
+        stream = self._streams[stream_id] = Stream(started)
         stream.subscribers |= self._attached
-        started = [StreamStarted(stream_id, message.client_message_id, reference, message.text)]
         for sink in self._attached:  # every tab shows the question before the answer
-            sink.push(started)
+            sink.push([started])
+        self._log.write(self._user_id, stream_id, [started])
         self._forget_old_streams()
         self._queue.append(_Queued(stream_id, reference, message.text))
         self._start_next()
@@ -188,7 +244,7 @@ class SessionActor(SupervisedActor):
     def _store(self, message: NewMessage, reference: str) -> tuple[StoredMessage, ...]:
         """Through the JournalActor, on this thread: it never waits on us."""
         timeout = self._agent.write_timeout
-        command = AppendMessages(self._user_id, reference, (message,))
+        command = AppendMessages(self._user_id, reference, (message,), self.epoch)
         receipt = self._agent.journal.ref.ask(command, block=True, timeout=timeout)
         stored: tuple[StoredMessage, ...] = receipt.get(timeout=timeout)
         return stored
@@ -199,12 +255,14 @@ class SessionActor(SupervisedActor):
         queued = self._queue.popleft()
         request = TurnRequest(
             self._user_id, queued.reference, queued.stream_id, self._history(queued.reference),
-            queued.text,
+            queued.text, self.epoch,
         )  # fmt: skip
-        future = asyncio.run_coroutine_threadsafe(
-            run_chat_turn(self._agent, request, self._from_turn), self._loop
+        turn = (
+            run_chat_turn(self._agent, request, self._from_turn)
+            if queued.orphan is None
+            else finish_orphan(self._agent, request, queued.orphan, self._from_turn)
         )
-        self._running = (queued, future)
+        self._running = (queued, asyncio.run_coroutine_threadsafe(turn, self._loop))
 
     def _from_turn(self, message: Any) -> None:
         """Runs on the loop: the turn's messages to this actor."""
@@ -216,10 +274,13 @@ class SessionActor(SupervisedActor):
             return
         queued, _ = self._running
         self._running = None
+        if finished.reason == ABANDONED:  # fenced: the new owner ends it from the log
+            self.actor_ref.stop(block=False)
+            return
         ending: list[Event] = [Done(finished.reason)]
         if finished.error is not None:
             ending.insert(0, Error(None, finished.error))
-        self._streams[finished.stream_id].append(ending)
+        self._append(self._streams[finished.stream_id], ending)
         if queued.reference == self._window_reference:
             self._window += [
                 {"role": "user", "content": queued.text},
@@ -236,11 +297,11 @@ class SessionActor(SupervisedActor):
         for queued in self._queue:
             if queued.stream_id == stream_id:
                 self._queue.remove(queued)
-                stream.append([Done("cancelled")])
+                self._append(stream, [Done("cancelled")])
                 return True
         return False
 
-    def _subscribe(self, stream: Stream, after_seq: int, sink: Subscription) -> Subscribed:
+    def _subscribe(self, stream: Stream, after_seq: int, sink: Sink) -> Subscribed:
         sink.push(tuple(stream.after(after_seq)))
         if not stream.finished:
             stream.subscribers.add(sink)

@@ -1,9 +1,13 @@
-"""The SessionManager: starts one SessionActor per active user, on first use.
+"""The SessionManager: starts one SessionActor per user this instance owns, on first use.
 
 Sessions are its children: a crashed session is not restarted (its turn has
 already ended with ``error`` then ``done``); the user's next message starts a
-fresh one that rebuilds its state from PostgreSQL. Idle sessions stop
-themselves. A ``Tick`` from the loop reaches every session through here.
+fresh one that rebuilds its state from PostgreSQL and the chat log. Idle
+sessions stop themselves. A ``Tick`` from the loop reaches every session
+through here. Which users this instance owns is decided on the loop (the
+leases); ``SessionFor`` carries the ownership epoch, and the manager reports
+every session that starts or ends, so that a lease is released only when no
+session needs it.
 
 The manager also keeps which connections (WebSocket inboxes) are attached to
 each user and hands them to every session it starts, so an open connection
@@ -25,29 +29,50 @@ from exobrain.supervision import ChildExited, SupervisedActor, Supervision
 from exobrain.supervision.messages import TakeSnapshot
 from exobrain.supervision.supervisor import mailbox_depth
 
-from .messages import Attach, AttachTo, Detach, DetachFrom, SessionFor, StopSessions, Tick
+from .messages import (
+    Attach,
+    AttachTo,
+    Detach,
+    DetachFrom,
+    DropSession,
+    RunningSession,
+    SessionFor,
+    StopSessions,
+    Tick,
+)
 from .stream import Subscription
 
 log = logging.getLogger(__name__)
 
-StartSession = Callable[[Supervision, uuid.UUID, frozenset[Subscription]], pykka.ActorRef[Any]]
+StartSession = Callable[[Supervision, uuid.UUID, int, frozenset[Subscription]], pykka.ActorRef[Any]]
+#: Told, from the manager's thread, when a user's session starts (True) or ends (False).
+SessionsChanged = Callable[[uuid.UUID, bool], None]
 
 
 class SessionManager(SupervisedActor):
     has_children = True
 
-    def __init__(self, supervision: Supervision, *, start_session: StartSession) -> None:
+    def __init__(
+        self,
+        supervision: Supervision,
+        *,
+        start_session: StartSession,
+        changed: SessionsChanged = lambda user_id, alive: None,
+    ) -> None:
         super().__init__(supervision)
         self._start_session = start_session
-        self._sessions: dict[uuid.UUID, pykka.ActorRef[Any]] = {}
+        self._changed = changed
+        self._sessions: dict[uuid.UUID, tuple[pykka.ActorRef[Any], int]] = {}
         self._attached: dict[uuid.UUID, set[Subscription]] = {}
         self._started_at = time.monotonic()
         self._crashes = 0
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case SessionFor(user_id=user_id):
-                return self._session(user_id)
+            case SessionFor(user_id=user_id, epoch=epoch):
+                return self._session(user_id, epoch)
+            case RunningSession() | DropSession():
+                return self._running(message)
             case ChildExited(name=name, urn=urn, failure=failure):
                 self._exited(name, urn, failure is not None)
             case AttachTo(user_id=user_id, sink=sink):
@@ -62,7 +87,7 @@ class SessionManager(SupervisedActor):
             case StopSessions():
                 self._stop_all()
             case Tick():
-                for ref in self._sessions.values():
+                for ref, _ in self._sessions.values():
                     with contextlib.suppress(pykka.ActorDeadError):
                         ref.tell(message)
             case TakeSnapshot():
@@ -77,36 +102,57 @@ class SessionManager(SupervisedActor):
     def failed(self, exc: BaseException | None) -> None:
         self._stop_all()  # the connections attach again to the next incarnation
 
-    def _session(self, user_id: uuid.UUID) -> pykka.ActorRef[Any]:
-        ref = self._sessions.get(user_id)
-        if ref is None or not ref.is_alive():
-            supervision = Supervision(str(user_id), self.actor_ref, self.supervision.tracker)
-            attached = frozenset(self._attached.get(user_id, ()))
-            ref = self._sessions[user_id] = self._start_session(supervision, user_id, attached)
+    def _session(self, user_id: uuid.UUID, epoch: int) -> pykka.ActorRef[Any]:
+        running = self._sessions.get(user_id)
+        if running is not None and running[0].is_alive() and running[1] == epoch:
+            return running[0]
+        if running is not None:  # an older epoch's session: its writes would be refused
+            running[0].stop(block=False)
+            self._changed(user_id, False)
+        supervision = Supervision(str(user_id), self.actor_ref, self.supervision.tracker)
+        attached = frozenset(self._attached.get(user_id, ()))
+        ref = self._start_session(supervision, user_id, epoch, attached)
+        self._sessions[user_id] = (ref, epoch)
+        self._changed(user_id, True)
         return ref
+
+    def _running(self, message: RunningSession | DropSession) -> pykka.ActorRef[Any] | None:
+        """The user's running session; stopped first if the lease on the user was lost."""
+        running = self._sessions.get(message.user_id)
+        if running is None:
+            return None
+        if isinstance(message, DropSession):
+            del self._sessions[message.user_id]
+            running[0].stop(block=False)
+            self._changed(message.user_id, False)
+            return None
+        return running[0] if running[0].is_alive() else None
 
     def _tell_live(self, user_id: uuid.UUID, message: Attach | Detach) -> None:
         """A session that is not running needs no word: the next one starts with the set."""
-        ref = self._sessions.get(user_id)
-        if ref is not None:
+        running = self._sessions.get(user_id)
+        if running is not None:
             with contextlib.suppress(pykka.ActorDeadError):
-                ref.tell(message)
+                running[0].tell(message)
 
     def _exited(self, name: str, urn: str, crashed: bool) -> None:
         user_id = uuid.UUID(name)
-        ref = self._sessions.get(user_id)
-        if ref is not None and ref.actor_urn == urn:
+        running = self._sessions.get(user_id)
+        if running is not None and running[0].actor_urn == urn:
             del self._sessions[user_id]
+            self._changed(user_id, False)
         if crashed:
             self._crashes += 1
             log.warning("chat session of %s crashed; the next message starts a new one", user_id)
 
     def _stop_all(self) -> None:
         """Stop every session (each stores its running turn), then let the connections go."""
-        futures = [ref.stop(block=False) for ref in self._sessions.values()]
+        futures = [ref.stop(block=False) for ref, _ in self._sessions.values()]
         for future in futures:
             with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
                 future.get(timeout=30)
+        for user_id in self._sessions:
+            self._changed(user_id, False)
         self._sessions.clear()
         for attached in self._attached.values():
             for sink in attached:
@@ -123,8 +169,9 @@ class SessionManager(SupervisedActor):
                     "state": "running" if ref.is_alive() else "stopped",
                     "mailbox": mailbox_depth(ref),
                     "restarts": 0,
+                    "epoch": epoch,
                 }
-                for user_id, ref in self._sessions.items()
+                for user_id, (ref, epoch) in self._sessions.items()
             ],
             "crashes": self._crashes,
         }

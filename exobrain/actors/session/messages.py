@@ -9,12 +9,28 @@ from typing import TYPE_CHECKING
 from exobrain.agent.events import Event
 
 if TYPE_CHECKING:
-    from .stream import Subscription
+    from .stream import Subscription, TurnOutcome
 
 
 @dataclass(frozen=True, slots=True)
 class SessionFor:
-    """Manager: the user's session actor, started (and rebuilt from PostgreSQL) if needed."""
+    """Manager: the user's session actor for this ownership ``epoch``, started (and rebuilt
+    from PostgreSQL and the chat log) if needed; one of an older epoch is replaced."""
+
+    user_id: uuid.UUID
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunningSession:
+    """Manager: the user's session actor if one runs here, else None (starts nothing)."""
+
+    user_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
+class DropSession:
+    """Manager: this instance lost the user's lease; stop the session without waiting."""
 
     user_id: uuid.UUID
 
@@ -33,6 +49,8 @@ class Accepted:
     journal_reference: str
     #: True when this client_message_id was sent before: nothing new was started.
     duplicate: bool
+    #: False for a duplicate whose stream this session never had (an earlier owner's).
+    held: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +122,13 @@ class TurnEvents:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnEnding:
+    """From the running turn, before it stores its answer: the outcome, for the log."""
+
+    outcome: TurnOutcome
+
+
+@dataclass(frozen=True, slots=True)
 class TurnFinished:
     """From the running turn: the answer is stored; ``reason`` is completed|cancelled|error."""
 
@@ -130,3 +155,7 @@ class StreamNotFound(LookupError):
 
 class TurnRejected(RuntimeError):
     """Too many turns waiting for this user."""
+
+
+class NotOwner(RuntimeError):
+    """This session's instance no longer owns the user: ask the owner instead."""

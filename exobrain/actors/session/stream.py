@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from exobrain.agent.events import Event, EventName, wire
 
@@ -52,13 +52,32 @@ class StreamEvent:
     first_seq: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class TurnOutcome:
+    """How a turn ended and its answer's metadata, logged before the answer is stored, so
+    that whoever finishes the turn after its owner died stores what the owner meant to."""
+
+    stream_id: uuid.UUID
+    reason: str
+    error: str | None
+    metadata: Mapping[str, Any]
+
+
+class Sink(Protocol):
+    """A reader's inbox as the SessionActor sees it; both calls come from its thread."""
+
+    def push(self, events: Sequence[Item]) -> None: ...
+
+    def end(self) -> None: ...
+
+
 class Stream:
-    def __init__(self, stream_id: uuid.UUID, client_message_id: uuid.UUID, reference: str) -> None:
-        self.stream_id = stream_id
-        self.client_message_id = client_message_id
-        self.reference = reference
-        self.events: list[StreamEvent] = []
-        self.subscribers: set[Subscription] = set()
+    def __init__(self, started: StreamStarted, events: Sequence[StreamEvent] = ()) -> None:
+        self.started = started
+        self.stream_id = started.stream_id
+        self.reference = started.journal_reference
+        self.events: list[StreamEvent] = list(events)
+        self.subscribers: set[Sink] = set()
         self.finished_at: float | None = None
 
     @property
@@ -69,7 +88,8 @@ class Stream:
     def last_seq(self) -> int:
         return len(self.events)
 
-    def append(self, events: Iterable[Event]) -> None:
+    def append(self, events: Iterable[Event]) -> tuple[StreamEvent, ...]:
+        """Number ``events``, push them to the readers; returns them as numbered."""
         added = []
         for event in events:
             name, data = wire(event)
@@ -84,6 +104,7 @@ class Stream:
             subscriber.push(batch)
         if self.finished:
             self.subscribers.clear()
+        return batch
 
     def after(self, seq: int) -> list[Item]:
         """The events after ``seq``, adjacent chunks merged: a late reader is behind anyway."""

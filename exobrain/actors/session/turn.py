@@ -4,8 +4,10 @@ The model stream and tools are async I/O, so the turn is a task on the loop;
 the SessionActor starts it and owns everything it produces. Events are handed
 to the actor in batches: all events emitted within one loop iteration travel
 in one message. Whatever ends the turn — an answer, a failure, a cancel — its
-assistant message is stored through the JournalActor before the actor hears
-``TurnFinished``, so ``done`` never precedes durability.
+outcome is logged, then its assistant message is stored through the
+JournalActor (retried through a PostgreSQL outage) before the actor hears
+``TurnFinished``, so ``done`` never precedes durability. A turn whose owner
+died is ended the same way by its next owner, from what the log holds.
 """
 
 from __future__ import annotations
@@ -16,21 +18,33 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-from exobrain.actors.journal import AppendMessages, NewMessage, NewToolCall, append
+from exobrain.actors.journal import AppendMessages, Fenced, NewMessage, NewToolCall, append
 from exobrain.agent.events import Event
 from exobrain.agent.model import Model
 from exobrain.agent.tools import Tools
-from exobrain.agent.turn import TurnFailed, TurnState, run_turn
+from exobrain.agent.turn import RecordedToolCall, TurnFailed, TurnState, run_turn
 from exobrain.supervision import ChildHandle
 
-from .messages import TurnEvents, TurnFinished
+from .log import Orphan
+from .messages import TurnEnding, TurnEvents, TurnFinished
+from .stream import StreamEvent, TurnOutcome
 
 log = logging.getLogger(__name__)
 
 #: Namespace for the assistant message's client id: one answer per stream, even if retried.
 _ANSWERS = uuid.UUID("0b7c2d40-6a51-4f0e-8d0a-3c1f5e9a7b21")
+
+#: The longest pause between attempts to store an answer through an outage.
+_SAVE_RETRY_MAX = 5.0
+
+#: What a reader of an orphaned turn is told, with ``done {reason: "error"}``.
+INTERRUPTED = "the assistant was interrupted; its answer so far is stored"
+
+#: ``TurnFinished.reason`` of a turn whose user was taken over: its new owner ends it.
+ABANDONED = "abandoned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +58,7 @@ class Agent:
     max_steps: int
     tool_timeout: float
     write_timeout: float
+    save_deadline: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +68,7 @@ class TurnRequest:
     stream_id: uuid.UUID
     history: tuple[dict[str, str], ...]
     text: str
+    epoch: int
 
 
 async def run_chat_turn(
@@ -94,40 +110,118 @@ async def run_chat_turn(
         log.exception("turn %s failed", request.stream_id)
         reason, error = "error", "the assistant failed unexpectedly"
     flush()
-    try:
-        await asyncio.shield(
-            _store_answer(agent, request, state, reason, time.monotonic() - started)
-        )
-    except Exception as exc:
-        log.warning("could not store the answer of turn %s: %r", request.stream_id, exc)
-        reason, error = "error", "the answer could not be saved"
-    finished = TurnFinished(request.stream_id, reason, error, state.text)
-    report(finished)
-    return finished
-
-
-async def _store_answer(
-    agent: Agent, request: TurnRequest, state: TurnState, reason: str, seconds: float
-) -> None:
     metadata: dict[str, Any] = {
         "model": agent.model.name,
         "finish_reason": state.finish_reason,
-        "duration_ms": round(seconds * 1000, 1),
+        "duration_ms": round((time.monotonic() - started) * 1000, 1),
         "stream_id": str(request.stream_id),
     }
     if state.usage:
         metadata["usage"] = state.usage
     if reason != "completed":
         metadata["status"] = reason
+    outcome = TurnOutcome(request.stream_id, reason, error, MappingProxyType(metadata))
+    return await _conclude(agent, request, state, outcome, report)
+
+
+async def finish_orphan(
+    agent: Agent, request: TurnRequest, orphan: Orphan, report: Callable[[Any], None]
+) -> TurnFinished:
+    """End a turn whose owner died: store what the log holds of its answer.
+
+    With the owner's outcome logged, the answer was complete and is stored as the
+    owner meant to; without it, the partial answer is stored as ``interrupted``.
+    """
+    outcome = orphan.outcome or TurnOutcome(
+        request.stream_id,
+        "error",
+        INTERRUPTED,
+        MappingProxyType(
+            {
+                "model": agent.model.name,
+                "stream_id": str(request.stream_id),
+                "status": "interrupted",
+            }
+        ),
+    )
+    return await _conclude(agent, request, replayed(orphan.events), outcome, report)
+
+
+async def _conclude(
+    agent: Agent,
+    request: TurnRequest,
+    state: TurnState,
+    outcome: TurnOutcome,
+    report: Callable[[Any], None],
+) -> TurnFinished:
+    """Log the outcome, store the answer (retrying through outages), then report the end."""
+    report(TurnEnding(outcome))
+    reason, error = outcome.reason, outcome.error
+    try:
+        await asyncio.shield(_save(agent, request, state, outcome))
+    except Fenced:
+        log.warning("turn %s: the user was taken over; its new owner ends it", request.stream_id)
+        reason, error = ABANDONED, None
+    except Exception as exc:
+        log.error("could not store the answer of turn %s: %r", request.stream_id, exc)
+        reason, error = "error", "the answer could not be saved"
+    finished = TurnFinished(request.stream_id, reason, error, state.text)
+    report(finished)
+    return finished
+
+
+async def _save(agent: Agent, request: TurnRequest, state: TurnState, outcome: TurnOutcome) -> None:
+    """Store the answer; through an outage, retry until ``CHAT_ANSWER_SAVE_DEADLINE_SECONDS``."""
     answer = NewMessage(
         "assistant",
         state.text,
-        client_message_id=uuid.uuid5(_ANSWERS, str(request.stream_id)),
-        metadata=metadata,
+        client_message_id=answer_id(request.stream_id),
+        metadata=outcome.metadata,
         tool_calls=tuple(
             NewToolCall(call.tool_call_id, call.title, call.description, call.response, call.error)
             for call in state.tool_calls
         ),
     )
-    command = AppendMessages(request.user_id, request.reference, (answer,))
-    await append(agent.journal, command, timeout=agent.write_timeout)
+    command = AppendMessages(request.user_id, request.reference, (answer,), request.epoch)
+    deadline = time.monotonic() + agent.save_deadline
+    delay = 0.1
+    while True:
+        try:
+            await append(agent.journal, command, timeout=agent.write_timeout)
+            return
+        except Fenced:
+            raise
+        except Exception as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("turn %s: storing the answer failed, retrying: %r", request.stream_id, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _SAVE_RETRY_MAX)
+
+
+def answer_id(stream_id: uuid.UUID) -> uuid.UUID:
+    """The answer's client message id: one answer per stream, whoever stores it."""
+    return uuid.uuid5(_ANSWERS, str(stream_id))
+
+
+def replayed(events: Sequence[StreamEvent]) -> TurnState:
+    """The answer and tool calls a turn's logged events add up to."""
+    state = TurnState()
+    calls: dict[str, RecordedToolCall] = {}
+    chunks = []
+    for event in events:
+        data = event.data
+        match event.name:
+            case "message_chunk":
+                chunks.append(data["text"])
+            case "tool_call":
+                call = calls[data["tool_call_id"]] = RecordedToolCall(
+                    data["tool_call_id"], data["title"], data["description"]
+                )
+                state.tool_calls.append(call)
+            case "tool_response" if data["tool_call_id"] in calls:
+                calls[data["tool_call_id"]].response = data["message"]
+            case "error" if data.get("tool_call_id") in calls:
+                calls[data["tool_call_id"]].error = data["message"]
+    state.text = "".join(chunks)
+    return state

@@ -1,0 +1,173 @@
+"""Leases on users: which instance owns a user's chat session, cluster-wide.
+
+A lease is a Redis key ``<prefix>chat-lease:<user>`` holding the owner's
+instance id with a TTL, renewed by a heartbeat: Redis decides who holds it,
+and a dead owner's leases lapse after ``CHAT_LEASE_TTL_SECONDS``. Redis alone
+cannot stop an owner that paused (GC, swap, a frozen VM) past its TTL from
+writing after another instance took over, so every acquisition also raises
+the user's epoch in PostgreSQL (``chat_owners``, migration 0006), and the
+owner's durable writes carry that epoch: the database refuses a stale one.
+That is the fencing token of Kleppmann's "How to do distributed locking".
+
+Every user this instance leases is also in the set ``<prefix>chat-leased``
+until it is released, so that a user whose owner died (its lease lapsed, the
+user is still in the set) is found and taken over without waiting for the
+user to come back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import asyncpg
+import redis.asyncio as redis
+from redis.exceptions import NoScriptError
+
+log = logging.getLogger(__name__)
+
+#: KEYS[1] the lease, KEYS[2] the leased set; ARGV: instance, ttl ms, user.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SADD', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+#: KEYS: the leases; ARGV[1] instance, ARGV[2] ttl ms. Returns 1 (kept) or 0 (lost) per key.
+#: A key that vanished (Redis restarted) is taken back: the epoch still fences it.
+_RENEW = """
+local kept = {}
+for i, key in ipairs(KEYS) do
+  local holder = redis.call('GET', key)
+  if holder == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    kept[i] = 1
+  elseif not holder and redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    kept[i] = 1
+  else
+    kept[i] = 0
+  end
+end
+return kept
+"""
+
+#: KEYS[1] the leased set, KEYS[2..] the leases; ARGV[1] instance, ARGV[2..] their users.
+_RELEASE = """
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    redis.call('SREM', KEYS[1], ARGV[i])
+  end
+end
+return 1
+"""
+
+#: KEYS[1] the leased set; ARGV[1] the key prefix of leases. Users leased by nobody now.
+_ORPHANED = """
+local orphaned = {}
+for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. user) == 0 then
+    orphaned[#orphaned + 1] = user
+  end
+end
+return orphaned
+"""
+
+_BUMP = """
+INSERT INTO chat_owners AS o (user_id, epoch, instance) VALUES ($1, 1, $2)
+ON CONFLICT (user_id) DO UPDATE
+SET epoch = o.epoch + 1, instance = EXCLUDED.instance, acquired_at = now()
+RETURNING epoch
+"""
+
+
+class _Script:
+    """A Lua script called by its digest, loaded again after a Redis restart."""
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, client: redis.Redis, keys: list[str], args: list[str | int]) -> Any:
+        try:
+            return await client.evalsha(self._sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self._source, len(keys), *keys, *args)
+
+
+_acquire, _renew, _release, _orphaned = (
+    _Script(_ACQUIRE),
+    _Script(_RENEW),
+    _Script(_RELEASE),
+    _Script(_ORPHANED),
+)
+
+
+class Leases:
+    """This instance's side of the leases: acquire, renew, release, find the orphaned."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        pool: asyncpg.Pool,
+        *,
+        key_prefix: str,
+        instance_id: str,
+        ttl: float,
+    ) -> None:
+        self._redis, self._pool = client, pool
+        self._keys = f"{key_prefix}chat-lease:"
+        self._leased = f"{key_prefix}chat-leased"
+        self.instance_id = instance_id
+        self.ttl = ttl
+        self.ttl_ms = max(1, int(ttl * 1000))
+
+    def _key(self, user_id: uuid.UUID) -> str:
+        return f"{self._keys}{user_id}"
+
+    async def acquire(self, user_id: uuid.UUID) -> int | None:
+        """The user's new epoch if the lease was free and is now ours; None if held."""
+        args: list[str | int] = [self.instance_id, self.ttl_ms, str(user_id)]
+        if not await _acquire(self._redis, [self._key(user_id), self._leased], args):
+            return None
+        try:
+            epoch: int = await self._pool.fetchval(_BUMP, user_id, self.instance_id)
+        except BaseException:
+            await self.release([user_id])
+            raise
+        return epoch
+
+    async def holder(self, user_id: uuid.UUID) -> str | None:
+        value = await self._redis.get(self._key(user_id))
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def renew(self, users: list[uuid.UUID]) -> list[uuid.UUID]:
+        """Extend the leases on ``users``; returns the ones this instance no longer holds."""
+        if not users:
+            return []
+        kept = await _renew(
+            self._redis, [self._key(user) for user in users], [self.instance_id, self.ttl_ms]
+        )
+        assert isinstance(kept, list)
+        return [user for user, held in zip(users, kept, strict=True) if not held]
+
+    async def release(self, users: Iterable[uuid.UUID]) -> None:
+        users = list(users)
+        if users:
+            keys = [self._leased, *(self._key(user) for user in users)]
+            await _release(self._redis, keys, [self.instance_id, *map(str, users)])
+
+    async def check(self) -> None:
+        """Readiness: the lease store answers."""
+        await self._redis.exists(self._leased)
+
+    async def orphaned(self) -> list[uuid.UUID]:
+        """Users leased once and not released whose lease lapsed: their owner died."""
+        users = await _orphaned(self._redis, [self._leased], [self._keys])
+        assert isinstance(users, list)
+        return [uuid.UUID(user.decode()) for user in users]

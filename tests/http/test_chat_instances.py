@@ -1,0 +1,216 @@
+"""Several instances on one PostgreSQL, Redis and NATS: any instance serves any user.
+
+Each test runs two or three apps in this process (their own actors, pools and
+connections), sharing the servers, the Redis key prefix and the chat log, as
+instances of one deployment do. Killed processes are tests/cluster's.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from auth_support import Account, Client, auth_settings
+from test_chat import eventually_stored, follow, send, signed_in, stored
+from test_chat_socket import connect, frame, same_answer_on, send_turn
+
+from exobrain.actors.session import INTERRUPTED, StreamEvent, StreamStarted, stream_id_for
+from exobrain.config import Settings
+from exobrain.http import create_app
+from exobrain.http.cluster import CLUSTER
+from exobrain.http.resources import PG_POOL, REDIS, SETTINGS
+
+AiohttpClient = Callable[..., Any]
+Instances = Callable[..., Awaitable[list[Client]]]
+
+_REPLY = " ".join(f"word{n}" for n in range(60))
+
+
+@pytest.fixture
+def instances(
+    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings], tmp_path: Any
+) -> Instances:
+    """Starts ``count`` instances of one deployment (mock agent, one reply of 60 words)."""
+    replies = tmp_path / "replies.md"
+    replies.write_text(_REPLY)
+
+    async def started(count: int, **overrides: Any) -> list[Client]:
+        values = {
+            "main_agent_use_mock": True,
+            "main_agent_mock_messages_file": replies,
+            "chat_lease_ttl_seconds": 1.0,
+            **overrides,
+        }
+        settings = auth_settings(make_settings, **values)
+        return [  # one Qdrant local-mode directory each: it allows one process per directory
+            await aiohttp_client(
+                create_app(settings.model_copy(update={"exobrain_state_dir": tmp_path / str(n)}))
+            )
+            for n in range(count)
+        ]
+
+    return started
+
+
+async def owned(client: Client) -> list[str]:
+    response = await client.get("/api/ops/actors")
+    assert response.status == 200
+    body = await response.json()
+    assert body["instance"]["id"] == client.app[CLUSTER].instance_id
+    sessions: list[str] = body["instance"]["owned_sessions"]
+    return sessions
+
+
+def answer_of(events: list[tuple[int, str, dict[str, Any]]]) -> str:
+    """The answer of a complete stream (a late reader gets adjacent chunks merged)."""
+    ids = [seq for seq, _, _ in events]
+    assert ids == sorted(set(ids)), events
+    assert [name for _, name, _ in events].count("done") == 1
+    assert events[-1][1] == "done"
+    return "".join(data["text"] for _, name, data in events if name == "message_chunk")
+
+
+async def test_a_turn_sent_to_one_instance_is_read_and_resumed_on_another(
+    instances: Instances,
+) -> None:
+    a, b = await instances(2)
+    account, headers = await signed_in(a)
+    stream_id = (await (await send(a, headers, "hello")).json())["stream_id"]
+    on_b = await follow(b, headers, stream_id)
+    assert answer_of(on_b) == _REPLY
+    assert on_b == await follow(a, headers, stream_id)  # the same numbers everywhere
+    resumed = await follow(b, headers, stream_id, **{"Last-Event-ID": "30"})  # word29 was 30
+    assert answer_of(resumed) == " ".join(f"word{n}" for n in range(30, 60))
+    assert await owned(a) == [str(account.user_id)]
+    assert await owned(b) == []
+    stranger, strangers = await signed_in(b)
+    other = await b.get(f"/api/chat/stream/{stream_id}", headers=strangers)
+    assert other.status == 404  # the log is read by the stream's owner only
+    assert stranger.user_id != account.user_id
+
+
+async def test_commands_for_a_user_owned_elsewhere_reach_the_owner(instances: Instances) -> None:
+    a, b, c = await instances(3, main_agent_mock_words_per_second=100.0)
+    account, headers = await signed_in(a)
+    first = (await (await send(a, headers, "first")).json())["stream_id"]
+    forwarded = await send(b, headers, "second")
+    assert forwarded.status == 200
+    second = (await forwarded.json())["stream_id"]
+    cancel = await c.post(f"/api/chat/stream/{first}/cancel", headers=headers)
+    assert cancel.status == 200
+    assert (await cancel.json())["cancelled"] is True  # it was running on a, 0.6 s a turn
+    assert (await follow(c, headers, first))[-1][1:] == ("done", {"reason": "cancelled"})
+    assert answer_of(await follow(b, headers, second)) == _REPLY
+    rows = await eventually_stored(a, account, 4)
+    answers = {row["metadata"]["stream_id"]: row for row in rows if row["role"] == "assistant"}
+    assert answers[first]["metadata"]["status"] == "cancelled"
+    assert answers[second]["content"] == _REPLY
+    assert len(rows) == 4
+    assert [await owned(client) for client in (a, b, c)] == [[str(account.user_id)], [], []]
+
+
+async def test_a_retry_through_another_instance_answers_the_same_stream(
+    instances: Instances,
+) -> None:
+    a, b = await instances(2)
+    account, headers = await signed_in(a)
+    cid = uuid.uuid4()
+    first = await (await send(a, headers, "once", cid)).json()
+    again = await (await send(b, headers, "once", cid)).json()
+    assert again == first == {"stream_id": str(stream_id_for(account.user_id, cid))}
+    assert answer_of(await follow(b, headers, first["stream_id"])) == _REPLY
+    assert len(await eventually_stored(a, account, 2)) == 2
+
+
+async def test_sockets_on_two_instances_see_every_turn_of_the_user(instances: Instances) -> None:
+    a, b = await instances(2)
+    _, headers = await signed_in(a)
+    on_a, on_b = await connect(a, headers), await connect(b, headers)
+    for ws in (on_a, on_b):  # attached before anything is sent
+        await ws.send_json({"type": "ping"})
+        assert await frame(ws) == {"type": "pong"}
+    for sender, other in ((on_b, on_a), (on_a, on_b)):  # owned by b: sent on b, then via a
+        _, started = await send_turn(sender, "to everyone")
+        assert await frame(other) == started
+        assert await same_answer_on((sender, other), started["stream_id"]) == _REPLY
+
+
+async def test_a_stopped_instance_hands_its_users_over_at_once(instances: Instances) -> None:
+    a, b = await instances(2, chat_lease_ttl_seconds=30.0)
+    account, headers = await signed_in(a)
+    stream_id = (await (await send(a, headers, "before")).json())["stream_id"]
+    assert answer_of(await follow(a, headers, stream_id)) == _REPLY
+    await a.close()  # graceful: running turns stored, leases released
+    started = time.monotonic()
+    after = await send(b, headers, "after")
+    assert after.status == 200
+    assert time.monotonic() - started < 5  # far less than the 30 s lease
+    assert answer_of(await follow(b, headers, (await after.json())["stream_id"])) == _REPLY
+    assert await owned(b) == [str(account.user_id)]
+
+
+async def test_a_dead_owners_unfinished_turns_are_taken_over(instances: Instances) -> None:
+    """What a killed owner leaves: a stored question, its turn half-logged, its lease
+    lapsed but registered. Another instance finds it, stores the partial answer as
+    interrupted and ends the stream; a turn that never began is run."""
+    [b] = await instances(1, chat_lease_ttl_seconds=0.6)
+    account, headers = await signed_in(b)
+    cluster = b.app[CLUSTER]
+    reference = time.strftime("%Y/%m/%d", time.gmtime())
+    cut, waiting = uuid.uuid4(), uuid.uuid4()
+    cut_stream, waiting_stream = (stream_id_for(account.user_id, cid) for cid in (cut, waiting))
+    for cid, text in ((cut, "cut short"), (waiting, "never begun")):
+        await send_stored_question(b, account, reference, cid, text)
+    events = [
+        StreamEvent(cut_stream, n, "message_chunk", MappingProxyType({"text": f"part{n} "}))
+        for n in (1, 2, 3)
+    ]
+    cluster.log.append(
+        account.user_id,
+        cut_stream,
+        [StreamStarted(cut_stream, cut, reference, "cut short"), *events],
+        owner="dead",
+    )
+    cluster.log.append(
+        account.user_id,
+        waiting_stream,
+        [StreamStarted(waiting_stream, waiting, reference, "never begun")],
+        owner="dead",
+    )
+    await cluster.log.durable(cut_stream)
+    await cluster.log.durable(waiting_stream)
+    settings = b.app[SETTINGS]  # the dead owner's lease: registered, and lapsed
+    await b.app[REDIS].sadd(f"{settings.redis_key_prefix}chat-leased", str(account.user_id))
+
+    ended = await follow(b, headers, str(cut_stream))
+    assert [name for _, name, _ in ended][-2:] == ["error", "done"]
+    assert ended[-2][2] == {"tool_call_id": None, "message": INTERRUPTED}
+    assert ended[-1][2] == {"reason": "error"}
+    answered = await follow(b, headers, str(waiting_stream))
+    assert answer_of(answered) == _REPLY
+    rows = await eventually_stored(b, account, 4)
+    answers = {row["metadata"]["stream_id"]: row for row in rows if row["role"] == "assistant"}
+    assert answers[str(cut_stream)]["content"] == "part1 part2 part3 "
+    assert answers[str(cut_stream)]["metadata"]["status"] == "interrupted"
+    assert answers[str(waiting_stream)]["content"] == _REPLY
+    assert len(await stored(b, account)) == 4
+
+
+async def send_stored_question(
+    client: Client, account: Account, reference: str, cid: uuid.UUID, text: str
+) -> None:
+    """A question as its owner stored it before dying (no turn of this instance's)."""
+    await client.app[PG_POOL].execute(
+        """
+        SELECT journal_append(jsonb_build_array(jsonb_build_object(
+            'u', $1::text, 'r', $2::text, 'role', 'user', 'content', $3::text, 'cid', $4::text)))
+        """,
+        str(account.user_id),
+        reference,
+        text,
+        str(cid),
+    )
