@@ -9,10 +9,10 @@ the user's epoch in PostgreSQL (``chat_owners``, migration 0006), and the
 owner's durable writes carry that epoch: the database refuses a stale one.
 That is the fencing token of Kleppmann's "How to do distributed locking".
 
-Every user this instance leases is also in the set ``<prefix>chat-leased``
-until it is released, so that a user whose owner died (its lease lapsed, the
-user is still in the set) is found and taken over without waiting for the
-user to come back.
+Every leased user is also in the sorted set ``<prefix>chat-leased``, scored
+by when its lease lapses, until it is released: a user whose owner died
+(its score passed, and nobody released it) is found in one range query and
+taken over without waiting for the user to come back.
 """
 
 from __future__ import annotations
@@ -29,28 +29,37 @@ from redis.exceptions import NoScriptError
 
 log = logging.getLogger(__name__)
 
+#: Redis's clock in milliseconds: every instance scores leases on the same clock.
+_NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)"
+
 #: KEYS[1] the lease, KEYS[2] the leased set; ARGV: instance, ttl ms, user.
-_ACQUIRE = """
+_ACQUIRE = f"""
+{_NOW}
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('SADD', KEYS[2], ARGV[3])
+  redis.call('ZADD', KEYS[2], now + ARGV[2], ARGV[3])
   return 1
 end
 return 0
 """
 
-#: KEYS: the leases; ARGV[1] instance, ARGV[2] ttl ms. Returns 1 (kept) or 0 (lost) per key.
-#: A key that vanished (Redis restarted) is taken back: the epoch still fences it.
-_RENEW = """
-local kept = {}
-for i, key in ipairs(KEYS) do
-  local holder = redis.call('GET', key)
+#: KEYS[1] the leased set, KEYS[2..] the leases; ARGV[1] instance, ARGV[2] ttl ms, ARGV[3..]
+#: their users. Returns 1 (kept) or 0 (lost) per lease. A lease that vanished (Redis
+#: restarted) is taken back: the epoch still fences it.
+_RENEW = f"""
+{_NOW}
+local kept = {{}}
+for i = 2, #KEYS do
+  local holder = redis.call('GET', KEYS[i])
   if holder == ARGV[1] then
-    redis.call('PEXPIRE', key, ARGV[2])
-    kept[i] = 1
-  elseif not holder and redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
-    kept[i] = 1
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+    kept[i - 1] = 1
+  elseif not holder and redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    kept[i - 1] = 1
   else
-    kept[i] = 0
+    kept[i - 1] = 0
+  end
+  if kept[i - 1] == 1 then
+    redis.call('ZADD', KEYS[1], now + ARGV[2], ARGV[i + 1])
   end
 end
 return kept
@@ -61,22 +70,20 @@ _RELEASE = """
 for i = 2, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
     redis.call('DEL', KEYS[i])
-    redis.call('SREM', KEYS[1], ARGV[i])
+    redis.call('ZREM', KEYS[1], ARGV[i])
   end
 end
 return 1
 """
 
-#: KEYS[1] the leased set; ARGV[1] the key prefix of leases. Users leased by nobody now.
-_ORPHANED = """
-local orphaned = {}
-for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('EXISTS', ARGV[1] .. user) == 0 then
-    orphaned[#orphaned + 1] = user
-  end
-end
-return orphaned
+#: KEYS[1] the leased set; ARGV[1] how many. Users whose lease lapsed unreleased.
+_ORPHANED = f"""
+{_NOW}
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[1])
 """
+
+#: Orphaned users taken over per heartbeat, at most (a dead instance's may be many).
+_ORPHANS_PER_BEAT = 100
 
 _BUMP = """
 INSERT INTO chat_owners AS o (user_id, epoch, instance) VALUES ($1, 1, $2)
@@ -151,7 +158,9 @@ class Leases:
         if not users:
             return []
         kept = await _renew(
-            self._redis, [self._key(user) for user in users], [self.instance_id, self.ttl_ms]
+            self._redis,
+            [self._leased, *(self._key(user) for user in users)],
+            [self.instance_id, self.ttl_ms, *map(str, users)],
         )
         assert isinstance(kept, list)
         return [user for user, held in zip(users, kept, strict=True) if not held]
@@ -167,7 +176,7 @@ class Leases:
         await self._redis.exists(self._leased)
 
     async def orphaned(self) -> list[uuid.UUID]:
-        """Users leased once and not released whose lease lapsed: their owner died."""
-        users = await _orphaned(self._redis, [self._leased], [self._keys])
+        """Users leased and not released whose lease lapsed: their owner died."""
+        users = await _orphaned(self._redis, [self._leased], [_ORPHANS_PER_BEAT])
         assert isinstance(users, list)
         return [uuid.UUID(user.decode()) for user in users]

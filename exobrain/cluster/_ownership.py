@@ -44,13 +44,13 @@ class Ownership:
         self,
         leases: Leases,
         *,
-        activate: Callable[[uuid.UUID, int], Awaitable[None]],
+        adopt: Callable[[uuid.UUID, int], Awaitable[None]],
         drop: Callable[[uuid.UUID], None],
     ) -> None:
-        """``activate`` starts the user's session for an epoch (taking over what its last
-        owner left); ``drop`` stops it after the lease was lost."""
+        """``adopt`` takes over what a dead owner left of a user, now owned at an epoch;
+        ``drop`` stops the user's session after the lease was lost."""
         self._leases = leases
-        self._activate, self._drop = activate, drop
+        self._adopt_user, self._drop = adopt, drop
         self._owned: dict[uuid.UUID, _Owned] = {}
         self._claims: dict[uuid.UUID, asyncio.Future[int | None]] = {}
         #: Set at shutdown: this instance takes no user any more.
@@ -112,16 +112,16 @@ class Ownership:
     async def run(self) -> None:
         """Heartbeat: renew, release the unneeded, drop the lost, adopt the orphaned."""
         interval = self._leases.ttl / 3
-        adopt_every, beats = 3, 0
         while True:
             await asyncio.sleep(interval)
-            beats += 1
             try:
-                await self._beat(adopt=beats % adopt_every == 0)
+                await self._beat()
             except STORE_ERRORS as exc:  # the fence keeps writes safe meanwhile
                 log.warning("chat lease heartbeat failed: %r", exc)
+            except Exception:  # the heartbeat must outlive any one failure
+                log.exception("chat lease heartbeat failed")
 
-    async def _beat(self, *, adopt: bool) -> None:
+    async def _beat(self) -> None:
         for user_id in await self._leases.renew(list(self._owned)):
             log.warning("lost the lease on user %s; its session stops here", user_id)
             self.forget(user_id)
@@ -134,15 +134,14 @@ class Ownership:
         for user_id in idle:
             del self._owned[user_id]
         await self._leases.release(idle)
-        if adopt:
-            for user_id in await self._leases.orphaned():
-                await self._adopt(user_id)
+        for user_id in await self._leases.orphaned():
+            await self._adopt(user_id)
 
     async def _adopt(self, user_id: uuid.UUID) -> None:
         epoch = await self.claim(user_id)
         if epoch is not None:
             log.info("taking over user %s, whose owner is gone", user_id)
-            await self._activate(user_id, epoch)
+            await self._adopt_user(user_id, epoch)
 
     async def release_all(self) -> None:
         """Hand every lease back now (shutdown), so the next owner need not wait."""

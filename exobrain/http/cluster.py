@@ -63,8 +63,11 @@ async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
         ttl=settings.chat_lease_ttl_seconds,
     )
 
-    async def activate(user_id: uuid.UUID, epoch: int) -> None:
-        await ask(app[SESSIONS].ref, SessionFor(user_id, epoch), timeout=_ACTIVATE_TIMEOUT)
+    async def adopt(user_id: uuid.UUID, epoch: int) -> None:
+        """A dead owner's user: a session only if it left turns unfinished (it takes them
+        over); otherwise the lease, unused, is released by the next heartbeats."""
+        if await chat_log.unfinished(user_id):
+            await ask(app[SESSIONS].ref, SessionFor(user_id, epoch), timeout=_ACTIVATE_TIMEOUT)
 
     def drop(user_id: uuid.UUID) -> None:
         metrics.chat_leases_lost.inc()
@@ -73,7 +76,7 @@ async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
         except ActorUnavailable:
             log.debug("no session manager to drop %s from", user_id)
 
-    ownership = Ownership(leases, activate=activate, drop=drop)
+    ownership = Ownership(leases, adopt=adopt, drop=drop)
     ownership.on_acquired = metrics.chat_leases_acquired.inc
     commands = Commands(
         app[NATS], subject_prefix=settings.chat_subject_prefix, instance_id=instance_id

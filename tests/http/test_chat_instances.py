@@ -184,7 +184,7 @@ async def test_a_dead_owners_unfinished_turns_are_taken_over(instances: Instance
     await cluster.log.durable(cut_stream)
     await cluster.log.durable(waiting_stream)
     settings = b.app[SETTINGS]  # the dead owner's lease: registered, and lapsed
-    await b.app[REDIS].sadd(f"{settings.redis_key_prefix}chat-leased", str(account.user_id))
+    await b.app[REDIS].zadd(f"{settings.redis_key_prefix}chat-leased", {str(account.user_id): 0})
 
     ended = await follow(b, headers, str(cut_stream))
     assert [name for _, name, _ in ended][-2:] == ["error", "done"]
