@@ -12,6 +12,7 @@ import resource
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
@@ -20,6 +21,7 @@ from aiohttp import web
 
 from .config import ConfigurationError, Settings, configure_logging, load_settings
 from .embedded import EmbeddedServerError, embedded_stack
+from .serving import Worker, supervise, this_worker, usable_cores
 from .store import migrate
 from .store.seed import SEED_PASSWORD, SEED_USERS, seed
 
@@ -33,11 +35,27 @@ _MAX_OPEN_FILES = 65_536
 _INFRASTRUCTURE = ("assistant_db_dsn", "assistant_cache_redis_url", "exobrain_nats_url")
 
 
+@dataclass(frozen=True)
+class Options:
+    """The command line beyond the command's name."""
+
+    #: Processes serving on the one port (``serve`` and ``dev`` only; 1: no supervisor).
+    workers: int
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="exobrain", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
-        commands.add_parser(name, help=help_text, description=help_text)
+        subparser = commands.add_parser(name, help=help_text, description=help_text)
+        if name in WORKERS_DEFAULT:
+            subparser.add_argument(
+                "--workers",
+                type=_worker_count,
+                default=WORKERS_DEFAULT[name](),
+                metavar="N",
+                help="worker processes sharing the port (default: %(default)s)",
+            )
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -48,13 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     command, _ = COMMANDS[args.command]
     try:
-        return command(settings)
+        return command(settings, Options(workers=getattr(args, "workers", 1)))
     except (EmbeddedServerError, OSError, RuntimeError, asyncpg.PostgresError) as exc:
         log.error("%s failed: %s", args.command, exc)
         return 1
 
 
-def serve(settings: Settings) -> int:
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 up (got {text!r})")
+    return count
+
+
+def serve(settings: Settings, options: Options) -> int:
     missing = [name.upper() for name in _INFRASTRUCTURE if getattr(settings, name) is None]
     if missing:
         for name in missing:
@@ -64,10 +92,12 @@ def serve(settings: Settings) -> int:
                 file=sys.stderr,
             )
         return 2
-    return _run(_serve_http(settings, banner=""))
+    if options.workers > 1:
+        return supervise(settings, options.workers)
+    return _run(_serve_http(settings, banner="", worker=this_worker()))
 
 
-def dev(settings: Settings) -> int:
+def dev(settings: Settings, options: Options) -> int:
     if "main_agent_use_mock" not in settings.model_fields_set:
         settings = settings.model_copy(update={"main_agent_use_mock": True})
     if "job_orchestrator_in_process" not in settings.model_fields_set:
@@ -79,10 +109,21 @@ def dev(settings: Settings) -> int:
             f"log in as {emails} with password {SEED_PASSWORD}; "
             f"state in {settings.exobrain_state_dir}"
         )
+        if options.workers > 1:
+            environment = _dev_environment(settings)
+            return supervise(settings, options.workers, banner=banner, environment=environment)
         return _run(_serve_http(settings, banner=banner))
 
 
-def orchestrator_command(settings: Settings) -> int:
+def _dev_environment(settings: Settings) -> dict[str, str]:
+    """What ``dev`` decided, as the variables its workers (plain ``serve``) read."""
+    environment = {name.upper(): str(getattr(settings, name)) for name in _INFRASTRUCTURE}
+    for name in ("main_agent_use_mock", "job_orchestrator_in_process"):
+        environment[name.upper()] = str(getattr(settings, name)).lower()
+    return environment
+
+
+def orchestrator_command(settings: Settings, _options: Options) -> int:
     if settings.exobrain_nats_url is None:
         print(
             "configuration error: EXOBRAIN_NATS_URL: required by `exobrain orchestrator`",
@@ -94,14 +135,14 @@ def orchestrator_command(settings: Settings) -> int:
     return _run(serve_orchestrator(settings))
 
 
-def migrate_command(settings: Settings) -> int:
+def migrate_command(settings: Settings, _options: Options) -> int:
     dsn = _required_dsn(settings)
     applied = _run(migrate(dsn))
     print(f"applied {len(applied)} migration(s)" if applied else "schema is up to date")
     return 0
 
 
-def seed_command(settings: Settings) -> int:
+def seed_command(settings: Settings, _options: Options) -> int:
     _run(_prepare_database(_required_dsn(settings)))
     print("seed data is in place")
     return 0
@@ -122,11 +163,13 @@ async def _prepare_database(dsn: str) -> None:
         await connection.close()
 
 
-async def _serve_http(settings: Settings, *, banner: str) -> int:
+async def _serve_http(settings: Settings, *, banner: str, worker: Worker | None = None) -> int:
     """Serve until SIGINT, SIGTERM or a fatal actor failure, then shut down in order.
 
     Returns the exit code: 0, or 70 (EX_SOFTWARE) when a subtree failed for good
-    and ``SUPERVISOR_EXIT_ON_ESCALATION`` asked the platform to restart us.
+    and ``SUPERVISOR_EXIT_ON_ESCALATION`` asked the platform to restart us. As
+    one of the supervisor's workers, it shares the port with the others
+    (``SO_REUSEPORT``) and reports its URLs to the supervisor, which prints them.
     """
     from .http import create_app  # noqa: PLC0415 - keeps `migrate` and `seed` light
     from .http.access_log import AccessLogger  # noqa: PLC0415
@@ -142,11 +185,16 @@ async def _serve_http(settings: Settings, *, banner: str) -> int:
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        site = web.TCPSite(
+            runner, settings.http_host, settings.http_port, reuse_port=worker is not None
+        )
         await site.start()
-        for address in runner.addresses:
-            host, port = address[:2]
-            print(f"exobrain is serving at http://{host}:{port}", flush=True)
+        urls = [f"http://{host}:{port}" for host, port, *_ in runner.addresses]
+        if worker is None:
+            for url in urls:
+                print(f"exobrain is serving at {url}", flush=True)
+        else:
+            worker.report_listening(urls)
         if banner:
             print(banner, flush=True)
         gc.collect()
@@ -180,7 +228,7 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
         return runner.run(coroutine)
 
 
-COMMANDS: dict[str, tuple[Callable[[Settings], int], str]] = {
+COMMANDS: dict[str, tuple[Callable[[Settings, Options], int], str]] = {
     "serve": (serve, "serve the API against the configured PostgreSQL, Redis and NATS"),
     "dev": (
         dev,
@@ -193,3 +241,6 @@ COMMANDS: dict[str, tuple[Callable[[Settings], int], str]] = {
     "migrate": (migrate_command, "apply pending database migrations"),
     "seed": (seed_command, "load idempotent development data (applies migrations first)"),
 }
+
+#: The commands that take ``--workers``, and its default: ``serve`` uses every usable core.
+WORKERS_DEFAULT: dict[str, Callable[[], int]] = {"serve": usable_cores, "dev": lambda: 1}

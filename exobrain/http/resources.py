@@ -23,6 +23,7 @@ from nats.errors import Error as NatsError
 from qdrant_client import AsyncQdrantClient
 
 from exobrain.config import Settings
+from exobrain.serving import worker_index
 from exobrain.store import create_pool, migrate
 
 from .health import READINESS
@@ -150,11 +151,24 @@ async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def qdrant_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Qdrant at ``EXOBRAIN_QDRANT_URL``, or qdrant-client's local mode in the state dir."""
+    """Qdrant at ``EXOBRAIN_QDRANT_URL``, or qdrant-client's local mode in the state dir.
+
+    Local mode admits one process per directory: of ``--workers N``, only
+    worker 0 opens it; the others run without Qdrant (and without its check).
+    """
     settings = app[SETTINGS]
+    worker = worker_index()
     if settings.exobrain_qdrant_url is not None:
         client = AsyncQdrantClient(url=str(settings.exobrain_qdrant_url))
         log.info("Qdrant at %s", redact(settings.exobrain_qdrant_url))
+    elif worker is not None and worker > 0:
+        log.info(
+            "Qdrant local mode is held by worker 0: worker %d runs without Qdrant "
+            "(EXOBRAIN_QDRANT_URL gives every worker one)",
+            worker,
+        )
+        yield
+        return
     else:
         path = settings.exobrain_state_dir / "qdrant"
         path.mkdir(parents=True, exist_ok=True)
