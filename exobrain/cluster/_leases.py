@@ -85,6 +85,9 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[1])
 #: Orphaned users taken over per heartbeat, at most (a dead instance's may be many).
 _ORPHANS_PER_BEAT = 100
 
+#: The takeover's side of the fence (migration 0006): wait for the writes that passed
+#: the check under the old epoch, then raise it.
+_BUMP_LOCK = "SELECT pg_advisory_xact_lock(1164535650, chat_owner_lock_key($1))"
 _BUMP = """
 INSERT INTO chat_owners AS o (user_id, epoch, instance) VALUES ($1, 1, $2)
 ON CONFLICT (user_id) DO UPDATE
@@ -143,7 +146,9 @@ class Leases:
         if not await _acquire(self._redis, [self._key(user_id), self._leased], args):
             return None
         try:
-            epoch: int = await self._pool.fetchval(_BUMP, user_id, self.instance_id)
+            async with self._pool.acquire() as connection, connection.transaction():
+                await connection.execute(_BUMP_LOCK, user_id)
+                epoch: int = await connection.fetchval(_BUMP, user_id, self.instance_id)
         except BaseException:
             await self.release([user_id])
             raise

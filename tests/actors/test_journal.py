@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from exobrain.actors.journal import (
     AppendMessages,
+    Fenced,
     JournalChanged,
     NewMessage,
     NewToolCall,
@@ -22,11 +23,12 @@ from exobrain.actors.journal import (
     append,
 )
 from exobrain.actors.journal.store import write_batch
+from exobrain.cluster import Leases
 from exobrain.config import Settings
 from exobrain.embedded import EmbeddedServer
 from exobrain.http import create_app
 from exobrain.http.actors import JOURNAL, JOURNAL_LISTENERS, METRICS
-from exobrain.http.resources import PG_POOL
+from exobrain.http.resources import PG_POOL, REDIS, SETTINGS
 
 AiohttpClient = Callable[..., Any]
 REFERENCE = "2026/11/24"
@@ -293,3 +295,31 @@ async def test_postgres_down_fails_exactly_that_batch_then_recovers(
         "SELECT content FROM messages WHERE user_id = $1 ORDER BY sequence", user_id
     )
     assert [row["content"] for row in rows] == ["before", "after"]
+
+
+async def test_a_write_with_a_stale_ownership_epoch_is_refused_alone(app: web.Application) -> None:
+    """The fence of a taken-over chat session: the database refuses its writes, and only
+    its journal's, in a batch shared with other users."""
+    pool = app[PG_POOL]
+    owner, bystander = await new_user(pool), await new_user(pool)
+    prefix = f"{app[SETTINGS].redis_key_prefix}{uuid.uuid4()}:"
+    leases = Leases(app[REDIS], pool, key_prefix=prefix, instance_id="a", ttl=30)
+    first = await leases.acquire(owner)
+    assert first is not None
+    await leases.release([owner])
+    second = await leases.acquire(owner)  # a takeover: the epoch moved on
+    assert second == first + 1
+    outcomes = await write_batch(
+        pool,
+        [
+            AppendMessages(owner, REFERENCE, (say("from the ex-owner"),), epoch=first),
+            AppendMessages(bystander, REFERENCE, (say("unfenced"),)),
+            AppendMessages(owner, REFERENCE, (say("from the owner"),), epoch=second),
+        ],
+    )
+    assert isinstance(outcomes[0], Fenced)
+    assert isinstance(outcomes[1], tuple)
+    assert isinstance(outcomes[2], Fenced)  # the journal as a whole is written, or not
+    assert await stored_sequences(pool, owner) == []
+    [stored] = await write(app, owner, say("from the owner, alone"))
+    assert stored.sequence == 1

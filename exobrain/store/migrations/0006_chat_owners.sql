@@ -9,22 +9,26 @@ CREATE TABLE chat_owners (
     acquired_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- The lock a takeover holds exclusively while it raises a user's epoch, and a fenced
+-- write holds shared from its check to its commit: transaction-scoped advisory locks,
+-- kept in the lock manager's memory (a row lock would write the owner row every time).
+CREATE FUNCTION chat_owner_lock_key(user_id uuid) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$ SELECT hashtext(user_id::text) $$;
+
 -- journal_append with the fence: an item carrying "f" (its writer's epoch) is written
--- only while that epoch is the user's current one. FOR SHARE on the owner rows makes a
--- takeover (an UPDATE of the epoch) wait for the writes that passed the check, so
--- "checked" and "written" cannot be told apart by anyone else. A stale epoch fails the
--- batch with check_violation on the constraint name chat_owner_epoch; the JournalActor
--- then writes journal by journal, so only that journal's writers are refused.
+-- only while that epoch is the user's current one. The shared lock makes a takeover
+-- wait for the writes that passed the check, so "checked" and "written" cannot be told
+-- apart by anyone else. A stale epoch fails the batch with check_violation on the
+-- constraint name chat_owner_epoch; the JournalActor then writes journal by journal,
+-- so only that journal's writers are refused.
 CREATE FUNCTION journal_append_fenced(batch jsonb)
 RETURNS TABLE (item integer, id uuid, conversation_id uuid, sequence bigint,
                created_at timestamptz, client_message_id uuid, duplicate boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    PERFORM 1 FROM chat_owners AS o
-    WHERE o.user_id IN (SELECT (e->>'u')::uuid FROM jsonb_array_elements(batch) AS e
-                        WHERE e ? 'f')
-    ORDER BY o.user_id
-    FOR SHARE;
+    PERFORM pg_advisory_xact_lock_shared(1164535650, chat_owner_lock_key(f.user_id))
+    FROM (SELECT DISTINCT (e->>'u')::uuid AS user_id FROM jsonb_array_elements(batch) AS e
+          WHERE e ? 'f' ORDER BY 1) AS f;
     IF EXISTS (
         SELECT 1 FROM jsonb_array_elements(batch) AS e
         LEFT JOIN chat_owners AS o ON o.user_id = (e->>'u')::uuid
