@@ -113,10 +113,16 @@ class ChatRefused(Exception):
         return {"refused": [self.status, self.code, self.message, self.retry_after]}
 
 
-_NOT_FOUND = ChatRefused(404, "stream_not_found", "stream not found")
-_UNAVAILABLE = ChatRefused(503, "unavailable", "chat is not available right now", 1)
-_RESTARTING = ChatRefused(503, "unavailable", "chat is restarting", 1)
-_SHUTTING_DOWN = ChatRefused(503, "shutting_down", "the server is shutting down", 1)
+def _not_found() -> ChatRefused:
+    return ChatRefused(404, "stream_not_found", "stream not found")
+
+
+def _unavailable(why: str = "chat is not available right now") -> ChatRefused:
+    return ChatRefused(503, "unavailable", why, 1)
+
+
+def _shutting_down() -> ChatRefused:
+    return ChatRefused(503, "shutting_down", "the server is shutting down", 1)
 
 
 class StreamReader(Protocol):
@@ -155,7 +161,7 @@ async def _on_owner(app: web.Application, user_id: uuid.UUID, command: Command) 
                 return await _locally(app, user_id, epoch, command)
             holder = await cluster.leases.holder(user_id)
             if holder is None and cluster.ownership.closing:
-                raise _SHUTTING_DOWN
+                raise _shutting_down()
             if holder is not None and holder != cluster.instance_id:
                 timeout = max(0.1, deadline - loop.time())
                 reply = await cluster.commands.request(
@@ -169,9 +175,9 @@ async def _on_owner(app: web.Application, user_id: uuid.UUID, command: Command) 
             log.info("owner of %s did not answer; waiting for its lease to lapse", user_id)
         except STORE_ERRORS as exc:
             log.warning("chat ownership unavailable: %r", exc)
-            raise _UNAVAILABLE from None
+            raise _unavailable() from None
         if loop.time() + pause > deadline:
-            raise ChatRefused(503, "unavailable", "the chat session is moving, try again", 1)
+            raise _unavailable("the chat session is moving, try again")
         await asyncio.sleep(pause)
         pause = min(pause * 2, 0.5)
 
@@ -184,11 +190,11 @@ async def _locally(app: web.Application, user_id: uuid.UUID, epoch: int, command
     except TurnRejected as exc:
         raise ChatRefused(429, "too_many_pending", str(exc), 5) from None
     except ActorUnavailable:
-        raise _RESTARTING from None
+        raise _unavailable("chat is restarting") from None
     except StreamNotFound:  # not this session's: an earlier owner's, or none at all
         assert isinstance(command, CancelTurn)
         if await _logged(app, user_id, command.stream_id, patience=_LOG_PATIENCE) is None:
-            raise _NOT_FOUND from None
+            raise _not_found() from None
         return False
     if isinstance(result, Accepted) and result.duplicate and not result.held:
         assert isinstance(command, SendMessage)
@@ -200,7 +206,7 @@ async def _session(app: web.Application, message: SessionFor | RunningSession) -
     try:
         return await ask(app[SESSIONS].ref, message, timeout=ASK_TIMEOUT)
     except ActorUnavailable:
-        raise _UNAVAILABLE from None
+        raise _unavailable() from None
 
 
 Command = SendMessage | CancelTurn
@@ -260,7 +266,7 @@ async def _logged(
                 return None
             await asyncio.sleep(_LOG_POLL)
     except (nats.errors.Error, TimeoutError):
-        raise _UNAVAILABLE from None
+        raise _unavailable() from None
     return last
 
 
@@ -339,7 +345,7 @@ async def open_stream(
             return _LocalReader(subscribed[0], stream_id, sink), _over(subscribed[1], after_seq)
     last = await _logged(app, user_id, stream_id, patience=_LOG_PATIENCE)
     if last is None:
-        raise _NOT_FOUND
+        raise _not_found()
     if finished(last.entries) and last_seq(last.entries) <= after_seq:
         return _Ended(), True
     return await _log_reader(app, user_id, stream_id, after_seq), False
@@ -359,7 +365,7 @@ async def resume(
             return subscribed[1], None
     last = await _logged(app, user_id, stream_id, patience=_LOG_PATIENCE)
     if last is None:
-        raise _NOT_FOUND
+        raise _not_found()
     done = finished(last.entries)
     status = Subscribed(last_seq(last.entries), done)
     if done and status.last_seq <= after_seq:
@@ -403,7 +409,7 @@ async def _log_reader(
     try:
         return await app[CLUSTER].log.reader(user_id, stream_id, after_seq)
     except (nats.errors.Error, TimeoutError):
-        raise _UNAVAILABLE from None
+        raise _unavailable() from None
 
 
 async def ownership_ctx(app: web.Application) -> AsyncIterator[None]:

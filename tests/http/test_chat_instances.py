@@ -18,7 +18,13 @@ from auth_support import Account, Client, auth_settings
 from test_chat import eventually_stored, follow, send, signed_in, stored
 from test_chat_socket import connect, frame, same_answer_on, send_turn
 
-from exobrain.actors.session import INTERRUPTED, StreamEvent, StreamStarted, stream_id_for
+from exobrain.actors.session import (
+    INTERRUPTED,
+    StreamEvent,
+    StreamStarted,
+    answer_id,
+    stream_id_for,
+)
 from exobrain.config import Settings
 from exobrain.http import create_app
 from exobrain.http.cluster import CLUSTER
@@ -214,3 +220,37 @@ async def send_stored_question(
         text,
         str(cid),
     )
+
+
+async def test_a_retry_whose_stream_left_the_log_is_answered_from_the_journal(
+    instances: Instances,
+) -> None:
+    """A stream id the service handed out always leads to a stream that ends: after the
+    log forgot it, a retry logs it again from what the journal holds."""
+    [a] = await instances(1)
+    account, headers = await signed_in(a)
+    reference = time.strftime("%Y/%m/%d", time.gmtime())
+    answered, lost = uuid.uuid4(), uuid.uuid4()
+    await send_stored_question(a, account, reference, answered, "answered long ago")
+    await a.app[PG_POOL].execute(
+        """
+        SELECT journal_append(jsonb_build_array(jsonb_build_object(
+            'u', $1::text, 'r', $2::text, 'role', 'assistant', 'content', 'the old answer',
+            'cid', $3::text, 'meta', '{}'::jsonb)))
+        """,
+        str(account.user_id),
+        reference,
+        str(answer_id(stream_id_for(account.user_id, answered))),
+    )
+    await send_stored_question(a, account, reference, lost, "never answered")
+    again = await send(a, headers, "answered long ago", answered)
+    events = await follow(a, headers, (await again.json())["stream_id"])
+    assert events == [
+        (1, "message_chunk", {"text": "the old answer"}),
+        (2, "done", {"reason": "completed"}),
+    ]
+    again = await send(a, headers, "never answered", lost)
+    events = await follow(a, headers, (await again.json())["stream_id"])
+    assert [name for _, name, _ in events] == ["error", "done"]
+    assert events[-1][2] == {"reason": "error"}
+    assert len(await stored(a, account)) == 3  # nothing was run or stored again
