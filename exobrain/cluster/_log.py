@@ -8,9 +8,10 @@ last message: the ``started`` announcement (the question), numbered events,
 and the turn's ``outcome`` (its reason and metadata, written before the answer
 is stored, so whoever finishes an orphaned turn stores what the owner meant
 to). The writer keeps at most one message per stream in flight and packs
-whatever queued meanwhile into the next one, Nagle-style: a fast stream costs
-one acknowledged publish per round trip, not one per word. A message that is
-not acknowledged is sent again unchanged, with the same ``Nats-Msg-Id``.
+whatever queued for ``LINGER`` and meanwhile into the next one: a quick turn
+costs one acknowledged publish, a streamed answer one per period, not one per
+word. A message that is not acknowledged is sent again unchanged, with the
+same ``Nats-Msg-Id``.
 
 Readers on any instance replay a subject with an ordered consumer and follow
 it live; they skip what they already have by sequence number, so a message
@@ -59,6 +60,12 @@ Entry = Item | TurnOutcome
 
 _ACK_TIMEOUT = 5.0
 _RETRY_MAX = 2.0
+
+#: How long a stream's entries gather before they are written: a quick turn's question,
+#: answer and end travel in one message, a streamed answer in one message per period,
+#: and the writes stay off the path of the turn's own readers. Readers elsewhere lag
+#: by at most this.
+LINGER = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +170,7 @@ class ChatLog:
         headers_base = {OWNER_HEADER: queue.owner}
         delay = 0.05
         while queue.entries:
+            await asyncio.sleep(LINGER)
             entries, queue.entries = queue.entries, []
             payload = orjson.dumps([_encode(entry) for entry in entries])
             headers = {
