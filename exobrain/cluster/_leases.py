@@ -32,14 +32,17 @@ log = logging.getLogger(__name__)
 #: Redis's clock in milliseconds: every instance scores leases on the same clock.
 _NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)"
 
-#: KEYS[1] the lease, KEYS[2] the leased set; ARGV: instance, ttl ms, user.
+#: KEYS[1] the lease, KEYS[2] the leased set; ARGV: instance, ttl ms, user. A lease this
+#: instance still holds but no longer knows of (a failed release) is taken again too.
 _ACQUIRE = f"""
 {_NOW}
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('ZADD', KEYS[2], now + ARGV[2], ARGV[3])
-  return 1
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then
+  return 0
 end
-return 0
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], now + ARGV[2], ARGV[3])
+return 1
 """
 
 #: KEYS[1] the leased set, KEYS[2..] the leases; ARGV[1] instance, ARGV[2] ttl ms, ARGV[3..]
@@ -141,7 +144,8 @@ class Leases:
         return f"{self._keys}{user_id}"
 
     async def acquire(self, user_id: uuid.UUID) -> int | None:
-        """The user's new epoch if the lease was free and is now ours; None if held."""
+        """The user's new epoch if the lease was free (or ours) and is now ours; None if
+        another instance holds it. The new epoch fences any session of an older one."""
         args: list[str | int] = [self.instance_id, self.ttl_ms, str(user_id)]
         if not await _acquire(self._redis, [self._key(user_id), self._leased], args):
             return None
