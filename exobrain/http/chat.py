@@ -37,7 +37,7 @@ from exobrain.agent.tools import MockBackend, TavilyBackend, Tools, WebBackend, 
 from exobrain.auth import Principal
 from exobrain.supervision import ActorUnavailable, ChildSpec, Supervision, tell
 
-from . import chat_sessions
+from . import chat_sessions, chat_streams
 from .actors import ACTOR_CHILDREN, JOURNAL, SESSIONS
 from .authentication import authenticated
 from .chat_sessions import ChatMessage, ChatRefused
@@ -214,7 +214,7 @@ async def follow_stream(request: web.Request, principal: Principal) -> web.Strea
     stream_id, settings = _stream_id(request), request.app[SETTINGS]
     after = _last_event_id(request)
     with _as_http():
-        reader, done = await chat_sessions.open_stream(
+        reader, done = await chat_streams.open_stream(
             request.app, principal.user_id, stream_id, after
         )
     response = web.StreamResponse(

@@ -4,8 +4,7 @@ Handlers hold no chat state. A command (send, cancel) goes to the user's
 SessionActor on the instance that owns the user: this one, when it holds the
 user's lease or nobody does (then it takes the lease); otherwise the owner,
 over NATS (:mod:`exobrain.cluster`), which runs the same local path. Reading
-a stream takes the fast path to the session's memory where the session runs
-here, and the chat log anywhere else. A refusal is a :class:`ChatRefused`
+a stream is ``chat_streams``'. A refusal is a :class:`ChatRefused`
 with an HTTP status and a stable code; REST answers it as a JSON error, the
 WebSocket as an ``error`` frame, and a forwarded command carries it back.
 """
@@ -18,12 +17,11 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
 import nats.errors
-import pykka
 import redis.asyncio as redis
 from aiohttp import hdrs, web
 from pydantic import BaseModel, ValidationInfo, field_validator
@@ -33,7 +31,6 @@ from exobrain.actors.session import (
     INTERRUPTED,
     Accepted,
     CancelTurn,
-    Item,
     NotOwner,
     RunningSession,
     SendMessage,
@@ -42,22 +39,15 @@ from exobrain.actors.session import (
     StreamEvent,
     StreamNotFound,
     StreamStarted,
-    Subscribe,
-    Subscribed,
-    Subscription,
     TurnRejected,
-    Unsubscribe,
     answer_id,
 )
 from exobrain.cluster import (
     STORE_ERRORS,
     Logged,
-    LogReader,
     OwnerUnreachable,
-    finished,
-    last_seq,
 )
-from exobrain.supervision import ActorUnavailable, ask, tell
+from exobrain.supervision import ActorUnavailable, ask
 
 from .actors import SESSIONS
 from .cluster import CLUSTER
@@ -70,7 +60,7 @@ ASK_TIMEOUT = 15.0
 
 #: How long a reader elsewhere looks for a stream missing from the log (the owner accepts a
 #: message before the log acknowledges its first entry), and how often it looks.
-_LOG_PATIENCE = 0.5
+LOG_PATIENCE = 0.5
 _LOG_POLL = 0.02
 
 #: Count a message in its minute's window: one atomic round trip (a MULTI pipeline costs
@@ -113,24 +103,16 @@ class ChatRefused(Exception):
         return {"refused": [self.status, self.code, self.message, self.retry_after]}
 
 
-def _not_found() -> ChatRefused:
+def not_found() -> ChatRefused:
     return ChatRefused(404, "stream_not_found", "stream not found")
 
 
-def _unavailable(why: str = "chat is not available right now") -> ChatRefused:
+def unavailable(why: str = "chat is not available right now") -> ChatRefused:
     return ChatRefused(503, "unavailable", why, 1)
 
 
 def _shutting_down() -> ChatRefused:
     return ChatRefused(503, "shutting_down", "the server is shutting down", 1)
-
-
-class StreamReader(Protocol):
-    """A stream as one reader follows it, from this instance's memory or from the log."""
-
-    async def next(self, timeout: float) -> Sequence[Item]: ...
-
-    async def close(self) -> None: ...
 
 
 async def send_message(app: web.Application, user_id: uuid.UUID, body: ChatMessage) -> Accepted:
@@ -175,26 +157,26 @@ async def _on_owner(app: web.Application, user_id: uuid.UUID, command: Command) 
             log.info("owner of %s did not answer; waiting for its lease to lapse", user_id)
         except STORE_ERRORS as exc:
             log.warning("chat ownership unavailable: %r", exc)
-            raise _unavailable() from None
+            raise unavailable() from None
         if loop.time() + pause > deadline:
-            raise _unavailable("the chat session is moving, try again")
+            raise unavailable("the chat session is moving, try again")
         await asyncio.sleep(pause)
         pause = min(pause * 2, 0.5)
 
 
 async def _locally(app: web.Application, user_id: uuid.UUID, epoch: int, command: Command) -> Any:
     """Run ``command`` on this instance's session of the user (owned, at ``epoch``)."""
-    session = await _session(app, SessionFor(user_id, epoch))
+    session = await find_session(app, SessionFor(user_id, epoch))
     try:
         result = await ask(session, command, timeout=ASK_TIMEOUT)
     except TurnRejected as exc:
         raise ChatRefused(429, "too_many_pending", str(exc), 5) from None
     except ActorUnavailable:
-        raise _unavailable("chat is restarting") from None
+        raise unavailable("chat is restarting") from None
     except StreamNotFound:  # not this session's: an earlier owner's, or none at all
         assert isinstance(command, CancelTurn)
-        if await _logged(app, user_id, command.stream_id, patience=_LOG_PATIENCE) is None:
-            raise _not_found() from None
+        if await logged(app, user_id, command.stream_id, patience=LOG_PATIENCE) is None:
+            raise not_found() from None
         return False
     if isinstance(result, Accepted) and result.duplicate and not result.held:
         assert isinstance(command, SendMessage)
@@ -202,11 +184,11 @@ async def _locally(app: web.Application, user_id: uuid.UUID, epoch: int, command
     return result
 
 
-async def _session(app: web.Application, message: SessionFor | RunningSession) -> Any:
+async def find_session(app: web.Application, message: SessionFor | RunningSession) -> Any:
     try:
         return await ask(app[SESSIONS].ref, message, timeout=ASK_TIMEOUT)
     except ActorUnavailable:
-        raise _unavailable() from None
+        raise unavailable() from None
 
 
 Command = SendMessage | CancelTurn
@@ -253,7 +235,7 @@ async def handle_forwarded(app: web.Application, command: dict[str, Any]) -> dic
     return {"ok": result}
 
 
-async def _logged(
+async def logged(
     app: web.Application, user_id: uuid.UUID, stream_id: uuid.UUID, *, patience: float = 0.0
 ) -> Logged | None:
     """The stream's newest log message; ``patience``: how long to wait for a stream that
@@ -266,7 +248,7 @@ async def _logged(
                 return None
             await asyncio.sleep(_LOG_POLL)
     except (nats.errors.Error, TimeoutError):
-        raise _unavailable() from None
+        raise unavailable() from None
     return last
 
 
@@ -276,7 +258,7 @@ async def _recover(
     """A retried message whose stream is not in the log any more: log it again from the
     journal, so that the stream id the service handed out always leads to a stream that
     ends (with the stored answer, or an error if the answer never was)."""
-    if await _logged(app, user_id, stream_id) is not None:
+    if await logged(app, user_id, stream_id) is not None:
         return
     rows = await app[PG_POOL].fetch(
         """
@@ -310,106 +292,6 @@ async def _recover(
     chat_log = app[CLUSTER].log
     chat_log.append(user_id, stream_id, [started, *numbered])
     await chat_log.durable(stream_id)
-
-
-class _LocalReader:
-    """The fast path: the owner's session pushes the stream's events into an inbox."""
-
-    def __init__(self, session: pykka.ActorRef[Any], stream_id: uuid.UUID, sink: Subscription):
-        self._session, self._stream_id, self._sink = session, stream_id, sink
-
-    async def next(self, timeout: float) -> Sequence[Item]:
-        return await self._sink.next(timeout)
-
-    async def close(self) -> None:
-        with contextlib.suppress(ActorUnavailable):
-            tell(self._session, Unsubscribe(self._stream_id, self._sink))
-
-
-class _Ended:
-    async def next(self, timeout: float) -> Sequence[Item]:
-        return ()
-
-    async def close(self) -> None:
-        return None
-
-
-async def open_stream(
-    app: web.Application, user_id: uuid.UUID, stream_id: uuid.UUID, after_seq: int
-) -> tuple[StreamReader, bool]:
-    """Follow the user's stream after ``after_seq``; True when nothing more will come."""
-    sink = Subscription(asyncio.get_running_loop())
-    with contextlib.suppress(StreamNotFound):
-        subscribed = await _subscribe_locally(app, user_id, Subscribe(stream_id, after_seq, sink))
-        if subscribed is not None:
-            return _LocalReader(subscribed[0], stream_id, sink), _over(subscribed[1], after_seq)
-    last = await _logged(app, user_id, stream_id, patience=_LOG_PATIENCE)
-    if last is None:
-        raise _not_found()
-    if finished(last.entries) and last_seq(last.entries) <= after_seq:
-        return _Ended(), True
-    return await _log_reader(app, user_id, stream_id, after_seq), False
-
-
-async def resume(
-    app: web.Application, user_id: uuid.UUID, stream_id: uuid.UUID, after_seq: int,
-    sink: Subscription,
-) -> tuple[Subscribed, LogReader | None]:  # fmt: skip
-    """Push the stream after ``after_seq`` into a socket's inbox, then its live events.
-
-    From the log, the returned reader must be relayed into ``sink`` (:func:`relay`).
-    """
-    with contextlib.suppress(StreamNotFound):
-        subscribed = await _subscribe_locally(app, user_id, Subscribe(stream_id, after_seq, sink))
-        if subscribed is not None:
-            return subscribed[1], None
-    last = await _logged(app, user_id, stream_id, patience=_LOG_PATIENCE)
-    if last is None:
-        raise _not_found()
-    done = finished(last.entries)
-    status = Subscribed(last_seq(last.entries), done)
-    if done and status.last_seq <= after_seq:
-        return status, None
-    return status, await _log_reader(app, user_id, stream_id, after_seq)
-
-
-async def relay(reader: LogReader, sink: Subscription) -> None:
-    """Push what ``reader`` gets from the log into ``sink`` until the stream ends."""
-    try:
-        while not reader.finished:
-            if entries := await reader.next(60.0):
-                sink.push(entries)
-    finally:
-        await reader.close()
-
-
-async def _subscribe_locally(
-    app: web.Application, user_id: uuid.UUID, subscribe: Subscribe
-) -> tuple[pykka.ActorRef[Any], Subscribed] | None:
-    """Subscribe in this instance's session of the user, if the user is owned here."""
-    if app[CLUSTER].ownership.epoch(user_id) is None:
-        return None
-    session = await _session(app, RunningSession(user_id))
-    if session is None:
-        return None
-    try:
-        subscribed: Subscribed = await ask(session, subscribe, timeout=ASK_TIMEOUT)
-    except ActorUnavailable:
-        return None
-    return session, subscribed
-
-
-def _over(subscribed: Subscribed, after_seq: int) -> bool:
-    return subscribed.finished and subscribed.last_seq <= after_seq
-
-
-async def _log_reader(
-    app: web.Application, user_id: uuid.UUID, stream_id: uuid.UUID, after_seq: int
-) -> LogReader:
-    try:
-        return await app[CLUSTER].log.reader(user_id, stream_id, after_seq)
-    except (nats.errors.Error, TimeoutError):
-        raise _unavailable() from None
 
 
 async def ownership_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -39,6 +39,7 @@ from exobrain.supervision import ActorUnavailable, tell
 
 from . import chat_frames as frames
 from . import chat_sessions as chat
+from . import chat_streams
 from .actors import METRICS, SESSIONS
 from .authentication import authenticate, bearer_token
 from .chat_feeds import Feeds
@@ -229,11 +230,11 @@ class ChatSocket:
                 cancelled = await chat.cancel(self._app, self.user_id, stream_id)
                 return frames.cancelled(stream_id, cancelled)
             case StreamResume(stream_id=stream_id, after_seq=after_seq):
-                subscribed, reader = await chat.resume(
+                subscribed, reader = await chat_streams.resume(
                     self._app, self.user_id, stream_id, after_seq, self._sink
                 )
                 if reader is not None:  # owned elsewhere: relayed from the chat log
-                    relay = asyncio.create_task(chat.relay(reader, self._sink))
+                    relay = asyncio.create_task(chat_streams.relay(reader, self._sink))
                     self._relays.add(relay)
                     relay.add_done_callback(self._relays.discard)
                 return frames.resumed(stream_id, subscribed)
