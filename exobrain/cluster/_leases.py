@@ -18,7 +18,6 @@ taken over without waiting for the user to come back.
 from __future__ import annotations
 
 import hashlib
-import logging
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -26,8 +25,6 @@ from typing import Any
 import asyncpg
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError
-
-log = logging.getLogger(__name__)
 
 #: Redis's clock in milliseconds: every instance scores leases on the same clock.
 _NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)"

@@ -11,16 +11,15 @@ follows such a turn only after ``stream.resume`` (replayed from the log).
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import uuid
 from collections import defaultdict
 
+import nats.errors
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from exobrain.actors.session import ActiveStream, Item, StreamEvent, StreamStarted, Subscription
 from exobrain.cluster import ChatLog, Logged, last_seq
-
-log = logging.getLogger(__name__)
 
 
 class _Feed:
@@ -44,7 +43,11 @@ class Feeds:
             async def deliver(logged: Logged) -> None:
                 self._deliver(feed, logged)
 
-            feed.subscription = await self._log.watch(user_id, deliver)
+            try:
+                feed.subscription = await self._log.watch(user_id, deliver)
+            except BaseException:
+                del self._feeds[user_id]
+                raise
         feed.sinks[sink] = set()
         if not owned_here:
             announced = [
@@ -61,7 +64,8 @@ class Feeds:
         if not feed.sinks:
             del self._feeds[user_id]
             if feed.subscription is not None:
-                await feed.subscription.unsubscribe()
+                with contextlib.suppress(nats.errors.Error):  # a closed connection has none
+                    await feed.subscription.unsubscribe()
 
     def _deliver(self, feed: _Feed, logged: Logged) -> None:
         if logged.owner == self._log.instance_id:

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import nats.errors
 import pykka
 import redis.asyncio as redis
 from aiohttp import WSMsgType, web
@@ -169,7 +170,10 @@ class ChatSocket:
         except ActorUnavailable:
             raise ChatRefused(503, "unavailable", "chat is restarting", 1) from None
         owned_here = self._app[CLUSTER].ownership.epoch(self.user_id) is not None
-        await self._app[FEEDS].attach(self.user_id, self._sink, owned_here=owned_here)
+        try:
+            await self._app[FEEDS].attach(self.user_id, self._sink, owned_here=owned_here)
+        except (nats.errors.Error, TimeoutError):
+            raise ChatRefused(503, "unavailable", "chat is not available right now", 1) from None
 
     async def _detach(self) -> None:
         if self._manager is not None:
