@@ -117,6 +117,17 @@ async def test_commands_for_a_user_owned_elsewhere_reach_the_owner(instances: In
     assert answers[second]["content"] == _REPLY
     assert len(rows) == 4
     assert [await owned(client) for client in (a, b, c)] == [[str(account.user_id)], [], []]
+    assert 'chat_forwarded_commands_total{command="send"} 1.0' in await metrics(b)
+    assert 'chat_forwarded_commands_total{command="cancel"} 1.0' in await metrics(c)
+    assert "chat_leases_acquired_total 1.0" in await metrics(a)
+    assert "chat_leases_held 1.0" in await metrics(a)
+    assert "chat_log_publish_seconds_count" in await metrics(a)
+
+
+async def metrics(client: Client) -> str:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    return await response.text()
 
 
 async def test_a_retry_through_another_instance_answers_the_same_stream(
