@@ -1,8 +1,11 @@
 """scrypt password hashes in the reference format ``scrypt$<salt b64>$<key b64>``.
 
-Parameters are fixed by that format (n=2^14, r=8, p=1, 64-byte key), so stored
-hashes stay verifiable by the service we replace. Hashing costs ~50 ms of CPU:
-callers on the event loop must run it in a thread.
+Parameters are fixed by that format (n=2^14, r=8, p=1, 64-byte key). The
+reference writes both parts in the URL-safe base64 alphabet (``-`` and ``_``),
+and so does this module, so that a rollback to the reference still logs every
+user in; hashes this service wrote in the standard alphabet (``+`` and ``/``)
+before it switched are verified too. Hashing costs ~50 ms of CPU: callers on
+the event loop must run it in a thread.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ def _derive(password: str, salt: bytes) -> bytes:
 
 
 def _encode(salt: bytes, key: bytes) -> str:
-    return f"scrypt${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
+    salt_b64, key_b64 = (base64.urlsafe_b64encode(part).decode() for part in (salt, key))
+    return f"scrypt${salt_b64}${key_b64}"
+
+
+def _decode(text: str) -> bytes:
+    """Either alphabet: ``-`` and ``_`` are read as ``+`` and ``/``, which stay valid."""
+    return base64.b64decode(text, altchars=b"-_", validate=True)
 
 
 def hash_password(password: str) -> str:
@@ -42,10 +51,7 @@ def verify_password(password: str, encoded: str) -> bool:
     scheme, _, rest = encoded.partition("$")
     salt_b64, _, key_b64 = rest.partition("$")
     try:
-        salt, key = (
-            base64.b64decode(salt_b64, validate=True),
-            base64.b64decode(key_b64, validate=True),
-        )
+        salt, key = _decode(salt_b64), _decode(key_b64)
     except (binascii.Error, ValueError):
         return False
     if scheme != "scrypt" or not salt or not key:

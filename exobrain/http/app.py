@@ -9,7 +9,7 @@ from aiohttp import web
 from exobrain.config import Settings
 from exobrain.metrics import Metrics
 
-from . import actors, health, ops, resources
+from . import actors, health, ops, resources, user_configs
 from .auth import setup_auth
 from .chat import session_ticker_ctx, setup_chat
 from .chat_sessions import ownership_ctx
@@ -49,6 +49,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([ownership_ctx, session_ticker_ctx])
     app.router.add_routes(health.routes)
     app.router.add_routes(ops.routes)
+    app.router.add_routes(user_configs.routes)
     if settings.is_local:
         setup_docs(app)
     return app

@@ -1,10 +1,17 @@
 """Forward-only SQL migrations, applied under a PostgreSQL advisory lock.
 
-Files ``NNNN_name.sql`` beside this module are applied in order, each in its own
+Files ``NNNN_name.sql`` in ``migrations/`` are applied in order, each in its own
 transaction, and recorded in ``schema_migrations`` with a checksum. Several
 instances starting at once queue on the lock; the first applies, the others
 find nothing left to do. A recorded migration whose file has changed stops
 start-up: history is never rewritten, only extended.
+
+A database without history is set up in one transaction, so a failure leaves
+it as it was: empty, or as the reference service left it. That is also where
+the reference's database is recognised and adopted (:mod:`.adoption`): its
+adoption SQL runs in place of 0001 and is recorded as version 0, 0001 is
+recorded as applied (its tables are the reference's, brought to its shape),
+and 0003 onwards apply as written.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
+
+from .adoption import ADOPTION_PREFIX, recognise
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +49,7 @@ class MigrationError(RuntimeError):
 def available_migrations() -> list[Migration]:
     found = []
     for entry in resources.files(__package__).joinpath("migrations").iterdir():
-        if entry.name.endswith(".sql"):
+        if entry.name.endswith(".sql") and not entry.name.startswith(ADOPTION_PREFIX):
             version, _, name = entry.name.removesuffix(".sql").partition("_")
             found.append(Migration(int(version), name, entry.read_text(encoding="utf-8")))
     return sorted(found, key=lambda migration: migration.version)
@@ -60,20 +69,46 @@ async def migrate(dsn: str) -> list[Migration]:
 
 
 async def _apply_pending(connection: asyncpg.Connection) -> list[Migration]:
-    await connection.execute(
-        """
-        CREATE TABLE IF NOT EXISTS schema_migrations (
-            version     integer PRIMARY KEY,
-            name        text NOT NULL,
-            checksum    text NOT NULL,
-            applied_at  timestamptz NOT NULL DEFAULT now()
+    recorded = await _recorded(connection)
+    if recorded:
+        return await _apply(connection, recorded)
+    async with connection.transaction():
+        await connection.execute(
+            """
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version     integer PRIMARY KEY,
+                name        text NOT NULL,
+                checksum    text NOT NULL,
+                applied_at  timestamptz NOT NULL DEFAULT now()
+            )
+            """
         )
-        """
-    )
-    recorded = {
-        row["version"]: row["checksum"]
-        for row in await connection.fetch("SELECT version, checksum FROM schema_migrations")
-    }
+        reference = await recognise(connection)
+        if reference is None:
+            return await _apply(connection, {})
+        adoption = Migration(0, *reference.adoption)
+        try:
+            await connection.execute(adoption.sql)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise MigrationError(
+                f"the reference's data breaks a rule of this schema, so nothing was changed: "
+                f"{exc}{f' ({exc.detail})' if exc.detail else ''}"
+            ) from exc
+        initial = available_migrations()[0]
+        for migration in (adoption, initial):
+            await _record(connection, migration)
+        log.info("adopted the reference service's database (%s)", adoption.name)
+        return [adoption, *await _apply(connection, {initial.version: initial.checksum})]
+
+
+async def _recorded(connection: asyncpg.Connection) -> dict[int, str]:
+    if not await connection.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+        return {}
+    rows = await connection.fetch("SELECT version, checksum FROM schema_migrations")
+    return {row["version"]: row["checksum"] for row in rows}
+
+
+async def _apply(connection: asyncpg.Connection, recorded: dict[int, str]) -> list[Migration]:
     applied = []
     for migration in available_migrations():
         if migration.version in recorded:
@@ -85,12 +120,16 @@ async def _apply_pending(connection: asyncpg.Connection) -> list[Migration]:
             continue
         async with connection.transaction():
             await connection.execute(migration.sql)
-            await connection.execute(
-                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                migration.version,
-                migration.name,
-                migration.checksum,
-            )
+            await _record(connection, migration)
         log.info("applied migration %04d_%s", migration.version, migration.name)
         applied.append(migration)
     return applied
+
+
+async def _record(connection: asyncpg.Connection, migration: Migration) -> None:
+    await connection.execute(
+        "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+        migration.version,
+        migration.name,
+        migration.checksum,
+    )

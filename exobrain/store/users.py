@@ -11,7 +11,10 @@ from exobrain.auth import Principal
 
 from .pool import Connection
 
-PASSWORD_PROVIDER = "password"  # noqa: S105 - identity provider name, not a secret
+#: Identity providers that log in with a password, the one written first: the reference
+#: service's ``local`` (so that after a rollback it logs in users made here too), then
+#: ``password``, which this service wrote before it took over the reference's databases.
+PASSWORD_PROVIDERS = ("local", "password")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +42,12 @@ async def ensure_password_user(
     await connection.execute(
         """
         INSERT INTO identities (user_id, provider, provider_subject, password_hash)
-        VALUES ($1, $2, lower($3), $4)
+        SELECT $1, ($2::text[])[1], lower($3), $4
+        WHERE NOT EXISTS (SELECT 1 FROM identities WHERE user_id = $1 AND provider = ANY($2))
         ON CONFLICT (provider, provider_subject) DO NOTHING
         """,
         user_id,
-        PASSWORD_PROVIDER,
+        PASSWORD_PROVIDERS,
         email,
         password_hash,
     )
@@ -51,15 +55,20 @@ async def ensure_password_user(
 
 
 async def find_password_identity(pool: asyncpg.Pool, email: str) -> PasswordIdentity | None:
-    """The user who logs in with ``email`` (any case), with their password hash."""
+    """The user who logs in with ``email`` (any case), with their password hash.
+
+    Matched by the user's email, as the reference did: its identities' subjects are
+    emails as typed. A user with two password identities logs in with the newer.
+    """
     row = await pool.fetchrow(
         """
         SELECT u.id, u.email, u.name, i.password_hash
-        FROM identities i JOIN users u ON u.id = i.user_id
-        WHERE i.provider = $1 AND i.provider_subject = lower($2)
+        FROM users u JOIN identities i ON i.user_id = u.id
+        WHERE lower(u.email) = lower($1) AND i.provider = ANY($2)
+        ORDER BY i.created_at DESC LIMIT 1
         """,
-        PASSWORD_PROVIDER,
         email,
+        PASSWORD_PROVIDERS,
     )
     if row is None:
         return None
