@@ -301,12 +301,14 @@ class ChatLog:
     async def watch(
         self, user_id: uuid.UUID, on_message: Callable[[Logged], Awaitable[None]]
     ) -> NatsSubscription:
-        """Live log messages of every stream of the user, as they are written (core NATS)."""
+        """Live log messages of every stream of the user written by other instances, as they
+        are written (core NATS); this instance's own are not even decoded."""
 
         async def deliver(msg: Msg) -> None:
-            stream_id = uuid.UUID(msg.subject.rsplit(".", 1)[1])
             owner = (msg.headers or {}).get(OWNER_HEADER, "")
-            await on_message(decode(stream_id, owner, msg.data))
+            if owner != self.instance_id:
+                stream_id = uuid.UUID(msg.subject.rsplit(".", 1)[1])
+                await on_message(decode(stream_id, owner, msg.data))
 
         return await self._nats.subscribe(self.subject(user_id), cb=deliver)
 
@@ -364,9 +366,12 @@ def last_seq(entries: Sequence[Entry]) -> int:
 
 
 def _encode(entry: Entry) -> list[Any]:
+    """An entry as a JSON array; a chunk, ~150 of them an answer, as ``["c", seq, text]``."""
+    if isinstance(entry, StreamEvent):
+        if entry.name == "message_chunk":
+            return ["c", entry.seq, entry.data["text"]]
+        return ["e", entry.seq, entry.name, dict(entry.data)]
     match entry:
-        case StreamEvent(seq=seq, name=name, data=data):
-            return ["e", seq, name, dict(data)]
         case StreamStarted(client_message_id=cid, journal_reference=reference, message=text):
             return ["s", str(cid), reference, text]
         case TurnOutcome(reason=reason, error=error, metadata=metadata):
@@ -378,6 +383,9 @@ def decode(stream_id: uuid.UUID, owner: str, payload: bytes, *, position: int = 
     entries: list[Entry] = []
     for raw in orjson.loads(payload):
         match raw:
+            case ["c", seq, text]:
+                chunk = MappingProxyType({"text": text})
+                entries.append(StreamEvent(stream_id, seq, "message_chunk", chunk))
             case ["e", seq, name, data]:
                 entries.append(StreamEvent(stream_id, seq, name, MappingProxyType(data)))
             case ["s", cid, reference, text]:

@@ -68,8 +68,6 @@ class Feeds:
                     await feed.subscription.unsubscribe()
 
     def _deliver(self, feed: _Feed, logged: Logged) -> None:
-        if logged.owner == self._log.instance_id:
-            return
         pushes: dict[Subscription, list[Item]] = defaultdict(list)
         for entry in logged.entries:
             if isinstance(entry, StreamStarted):

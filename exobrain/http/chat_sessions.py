@@ -58,6 +58,11 @@ log = logging.getLogger(__name__)
 #: How long a loop → session request may take (the first includes storing the message).
 ASK_TIMEOUT = 15.0
 
+#: One forwarded command's wait for the owner's answer. A command sent to an owner that
+#: just died waits for nothing ("no responders" comes only once NATS noticed), so it is
+#: sent again after this, which commands' idempotency makes safe.
+_FORWARD_TIMEOUT = 2.0
+
 #: How long a reader elsewhere looks for a stream missing from the log (the owner accepts a
 #: message before the log acknowledges its first entry), and how often it looks.
 LOG_PATIENCE = 0.5
@@ -145,7 +150,7 @@ async def _on_owner(app: web.Application, user_id: uuid.UUID, command: Command) 
             if holder is None and cluster.ownership.closing:
                 raise _shutting_down()
             if holder is not None and holder != cluster.instance_id:
-                timeout = max(0.1, deadline - loop.time())
+                timeout = max(0.1, min(_FORWARD_TIMEOUT, deadline - loop.time()))
                 reply = await cluster.commands.request(
                     holder, _encode(user_id, command), timeout=timeout
                 )
