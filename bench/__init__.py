@@ -1,1 +1,2 @@
-"""Benchmarks against a running server: ``python -m bench NAME ... --url URL``."""
+"""Benchmarks: ``python -m bench NAME ... --url URL`` against a running server (``cluster``
+starts its own servers)."""

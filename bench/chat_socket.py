@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import resource
 import socket
 import sys
@@ -24,12 +25,9 @@ import aiohttp
 import orjson
 import psutil
 
-from .chat import create_users, login
+from .chat import USERS, Around, TurnTiming, create_users, gated, login, workloads
 from .registry import Options, benchmark
 from .stats import Summary, summarize
-
-#: Logins at once while preparing users (each costs a password hash on the server).
-_LOGINS_AT_ONCE = 8
 
 
 def _ws_url(url: str) -> str:
@@ -37,72 +35,63 @@ def _ws_url(url: str) -> str:
 
 
 async def _headers(
-    session: aiohttp.ClientSession, options: Options, users: int
+    session: aiohttp.ClientSession, url: str, dsn: str | None, users: int
 ) -> list[dict[str, str]]:
-    if options.dsn is None:
+    """Bearer headers of ``users`` new users of ``dsn``, logged in on ``url``."""
+    if dsn is None:
         raise SystemExit("this benchmark needs --dsn (the server's database) to create users")
-    emails = await create_users(options.dsn, users)
-    gate = asyncio.Semaphore(_LOGINS_AT_ONCE)
-
-    async def one(email: str) -> dict[str, str]:
-        async with gate:
-            return await login(session, options.url, email)
-
-    return await asyncio.gather(*(one(email) for email in emails))
+    emails = await create_users(dsn, users)
+    return await gated(len(emails), lambda n: login(session, url, emails[n]))
 
 
-async def _turn(ws: aiohttp.ClientWebSocketResponse) -> tuple[float, float]:
-    """One turn: (seconds to done, seconds to the first chunk)."""
+async def socket_turn(ws: aiohttp.ClientWebSocketResponse) -> TurnTiming:
+    """One turn over the user's socket, from ``chat.send`` to the stream's ``done``."""
     started = time.perf_counter()
     send = {"type": "chat.send", "client_message_id": str(uuid.uuid4()), "message": "Plan my day"}
     await ws.send_str(orjson.dumps(send).decode())
-    first, stream_id = 0.0, None
+    first, characters, stream_id = 0.0, 0, None
     async for message in ws:
         frame = orjson.loads(message.data)
         if frame["type"] == "chat.accepted":
             stream_id = frame["stream_id"]
         elif frame["type"] == "event" and frame["stream_id"] == stream_id:
-            if frame["event"] == "message_chunk" and not first:
-                first = time.perf_counter() - started
+            if frame["event"] == "message_chunk":
+                characters += len(frame["data"]["text"])
+                if not first:
+                    first = time.perf_counter() - started
             elif frame["event"] == "done":
-                return time.perf_counter() - started, first
+                return TurnTiming(time.perf_counter() - started, first, characters)
         elif frame["type"] == "error":
             raise RuntimeError(frame["message"])
     raise RuntimeError(f"the socket closed mid-turn (code {ws.close_code})")
 
 
+async def socket_workloads(
+    session: aiohttp.ClientSession,
+    url: str,
+    dsn: str,
+    *,
+    label: str,
+    key: str,
+    around_many: Around = contextlib.nullcontext,
+) -> list[Summary]:
+    """The ``chat`` workloads (:func:`bench.chat.workloads`) with one socket per user."""
+    headers = await _headers(session, url, dsn, USERS + 1)
+    sockets = [await session.ws_connect(_ws_url(url), headers=h, max_msg_size=0) for h in headers]
+    try:
+        turns = [functools.partial(socket_turn, ws) for ws in sockets]
+        return await workloads(label, key, turns, around_many=around_many)
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
 @benchmark("chat-ws")
 async def chat_ws(session: aiohttp.ClientSession, options: Options) -> list[Summary]:
     """200 turns by one user in sequence; 50 users sending 20 turns each at once."""
-    headers = await _headers(session, options, 51)
-    url = _ws_url(options.url)
-    sockets = [await session.ws_connect(url, headers=h, max_msg_size=0) for h in headers]
-    await _turn(sockets[0])  # warm-up
-
-    sequential, firsts = [], []
-    started = time.perf_counter()
-    for _ in range(200):
-        seconds, first = await _turn(sockets[0])
-        sequential.append(seconds)
-        firsts.append(first)
-    one_user = time.perf_counter() - started
-
-    concurrent: list[float] = []
-
-    async def user(ws: aiohttp.ClientWebSocketResponse) -> None:
-        for _ in range(20):
-            concurrent.append((await _turn(ws))[0])
-
-    started = time.perf_counter()
-    await asyncio.gather(*(user(ws) for ws in sockets[1:]))
-    many_users = time.perf_counter() - started
-    for ws in sockets:
-        await ws.close()
-    return [
-        summarize("chat-ws 1 user x 200 (turn)", sequential, concurrency=1, seconds=one_user),
-        summarize("chat-ws 1 user (first chunk)", firsts, concurrency=1, seconds=one_user),
-        summarize("chat-ws 50 users x 20 (turn)", concurrent, concurrency=50, seconds=many_users),
-    ]
+    if options.dsn is None:
+        raise SystemExit("chat-ws needs --dsn (the server's database) to create users")
+    return await socket_workloads(session, options.url, options.dsn, label="chat-ws", key="chat-ws")
 
 
 def _server_process(url: str) -> psutil.Process:
@@ -125,7 +114,8 @@ async def ws_idle(session: aiohttp.ClientSession, options: Options) -> list[Summ
     """RSS of the server per idle authenticated socket, with ``--connections`` open."""
     server = _server_process(options.url)
     _allow_files(options.connections + 1000)
-    headers = await _headers(session, options, -(-options.connections // options.tabs))
+    users = -(-options.connections // options.tabs)
+    headers = await _headers(session, options.url, options.dsn, users)
     url = _ws_url(options.url)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as sockets_session:
