@@ -12,14 +12,19 @@ That is the fencing token of Kleppmann's "How to do distributed locking".
 Every leased user is also in the sorted set ``<prefix>chat-leased``, scored
 by when its lease lapses, until it is released: a user whose owner died
 (its score passed, and nobody released it) is found in one range query and
-taken over without waiting for the user to come back.
+taken over without waiting for the user to come back. An owner that shuts
+down hands its users off by scoring them as lapsed, so that the turns it
+leaves waiting are taken over at once. Only a user acquired while still in
+the set (``Acquired.inherited``) can have turns left unfinished by its last
+owner: the chat log is searched for them then, and only then.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -31,14 +36,17 @@ _NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] 
 
 #: KEYS[1] the lease, KEYS[2] the leased set; ARGV: instance, ttl ms, user. A lease this
 #: instance still holds but no longer knows of (a failed release) is taken again too.
+#: Returns 0 (held by another), 1 (free), 2 (free, but its last owner did not release it).
 _ACQUIRE = f"""
 {_NOW}
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then
   return 0
 end
+local inherited = redis.call('ZSCORE', KEYS[2], ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], now + ARGV[2], ARGV[3])
+if inherited then return 2 end
 return 1
 """
 
@@ -65,12 +73,17 @@ end
 return kept
 """
 
-#: KEYS[1] the leased set, KEYS[2..] the leases; ARGV[1] instance, ARGV[2..] their users.
+#: KEYS[1] the leased set, KEYS[2..] the leases; ARGV[1] instance, ARGV[2] 1 to hand the
+#: users off (scored as lapsed: taken over at once) or 0 to let them go, ARGV[3..] the users.
 _RELEASE = """
 for i = 2, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
     redis.call('DEL', KEYS[i])
-    redis.call('ZREM', KEYS[1], ARGV[i])
+    if ARGV[2] == '1' then
+      redis.call('ZADD', KEYS[1], 0, ARGV[i + 1])
+    else
+      redis.call('ZREM', KEYS[1], ARGV[i + 1])
+    end
   end
 end
 return 1
@@ -103,7 +116,9 @@ class _Script:
         self._source = source
         self._sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    async def __call__(self, client: redis.Redis, keys: list[str], args: list[str | int]) -> Any:
+    async def __call__(
+        self, client: redis.Redis, keys: Sequence[str], args: Sequence[str | int]
+    ) -> Any:
         try:
             return await client.evalsha(self._sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -116,6 +131,13 @@ _acquire, _renew, _release, _orphaned = (
     _Script(_RELEASE),
     _Script(_ORPHANED),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Acquired:
+    epoch: int
+    #: The last owner did not release the user: it may have left turns unfinished.
+    inherited: bool
 
 
 class Leases:
@@ -140,20 +162,21 @@ class Leases:
     def _key(self, user_id: uuid.UUID) -> str:
         return f"{self._keys}{user_id}"
 
-    async def acquire(self, user_id: uuid.UUID) -> int | None:
+    async def acquire(self, user_id: uuid.UUID) -> Acquired | None:
         """The user's new epoch if the lease was free (or ours) and is now ours; None if
         another instance holds it. The new epoch fences any session of an older one."""
         args: list[str | int] = [self.instance_id, self.ttl_ms, str(user_id)]
-        if not await _acquire(self._redis, [self._key(user_id), self._leased], args):
+        taken = await _acquire(self._redis, [self._key(user_id), self._leased], args)
+        if not taken:
             return None
         try:
             async with self._pool.acquire() as connection, connection.transaction():
                 await connection.execute(_BUMP_LOCK, user_id)
                 epoch: int = await connection.fetchval(_BUMP, user_id, self.instance_id)
         except BaseException:
-            await self.release([user_id])
+            await self.release([user_id], hand_off=taken == 2)
             raise
-        return epoch
+        return Acquired(epoch, inherited=taken == 2)
 
     async def holder(self, user_id: uuid.UUID) -> str | None:
         value = await self._redis.get(self._key(user_id))
@@ -171,11 +194,13 @@ class Leases:
         assert isinstance(kept, list)
         return [user for user, held in zip(users, kept, strict=True) if not held]
 
-    async def release(self, users: Iterable[uuid.UUID]) -> None:
+    async def release(self, users: Iterable[uuid.UUID], *, hand_off: bool = False) -> None:
+        """Give the leases up; ``hand_off``: to be taken over at once, with what is left."""
         users = list(users)
         if users:
             keys = [self._leased, *(self._key(user) for user in users)]
-            await _release(self._redis, keys, [self.instance_id, *map(str, users)])
+            args = [self.instance_id, "1" if hand_off else "0", *map(str, users)]
+            await _release(self._redis, keys, args)
 
     async def check(self) -> None:
         """Readiness: the lease store answers."""

@@ -36,6 +36,8 @@ STORE_ERRORS = (redis.RedisError, asyncpg.PostgresError, OSError, TimeoutError)
 class _Owned:
     epoch: int
     used_at: float
+    #: Its last owner may have left turns unfinished, until a session here took them over.
+    inherited: bool
     sessions: int = 0
 
 
@@ -65,6 +67,11 @@ class Ownership:
     def owned(self) -> dict[uuid.UUID, int]:
         return {user: owned.epoch for user, owned in self._owned.items()}
 
+    def inherited(self, user_id: uuid.UUID) -> bool:
+        """Whether the session to start for the user must take over what is left."""
+        owned = self._owned.get(user_id)
+        return owned is not None and owned.inherited
+
     def epoch(self, user_id: uuid.UUID) -> int | None:
         """The epoch of a user this instance owns now, else None; acquires nothing."""
         owned = self._owned.get(user_id)
@@ -89,13 +96,13 @@ class Ownership:
         return await asyncio.shield(pending)
 
     async def _acquire(self, user_id: uuid.UUID) -> int | None:
-        epoch = await self._leases.acquire(user_id)
-        if epoch is None:
+        acquired = await self._leases.acquire(user_id)
+        if acquired is None:
             return None
-        self._owned[user_id] = _Owned(epoch, time.monotonic())
+        self._owned[user_id] = _Owned(acquired.epoch, time.monotonic(), acquired.inherited)
         self.on_acquired()
-        log.debug("now owning user %s (epoch %d)", user_id, epoch)
-        return epoch
+        log.debug("now owning user %s (epoch %d)", user_id, acquired.epoch)
+        return acquired.epoch
 
     def forget(self, user_id: uuid.UUID) -> None:
         """The user turned out to be owned elsewhere (a refused write): stop claiming it."""
@@ -108,6 +115,7 @@ class Ownership:
         if owned is not None:
             owned.sessions = max(0, owned.sessions + (1 if alive else -1))
             owned.used_at = time.monotonic()
+            owned.inherited = owned.inherited and not alive
 
     async def run(self) -> None:
         """Heartbeat: renew, release the unneeded, drop the lost, adopt the orphaned."""
@@ -144,8 +152,9 @@ class Ownership:
             await self._adopt_user(user_id, epoch)
 
     async def release_all(self) -> None:
-        """Hand every lease back now (shutdown), so the next owner need not wait."""
+        """Hand every user off now (shutdown): the next owner need not wait for the leases
+        to lapse, and takes over at once the turns left waiting here."""
         self.closing = True
         users, self._owned = list(self._owned), {}
         with contextlib.suppress(*STORE_ERRORS):
-            await self._leases.release(users)
+            await self._leases.release(users, hand_off=True)

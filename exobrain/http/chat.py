@@ -110,6 +110,7 @@ def sessions_child(app: web.Application) -> ChildSpec:
         supervision: Supervision,
         user_id: uuid.UUID,
         epoch: int,
+        inherited: bool,
         attached: frozenset[Subscription],
     ) -> pykka.ActorRef[Any]:
         chat = app[CHAT]
@@ -127,6 +128,7 @@ def sessions_child(app: web.Application) -> ChildSpec:
             supervision,
             user_id=user_id,
             epoch=epoch,
+            inherited=inherited,
             agent=agent,
             pool=pool,
             loop=loop,

@@ -171,7 +171,8 @@ async def _on_owner(app: web.Application, user_id: uuid.UUID, command: Command) 
 
 async def _locally(app: web.Application, user_id: uuid.UUID, epoch: int, command: Command) -> Any:
     """Run ``command`` on this instance's session of the user (owned, at ``epoch``)."""
-    session = await find_session(app, SessionFor(user_id, epoch))
+    inherited = app[CLUSTER].ownership.inherited(user_id)
+    session = await find_session(app, SessionFor(user_id, epoch, inherited))
     try:
         result = await ask(session, command, timeout=ASK_TIMEOUT)
     except TurnRejected as exc:

@@ -67,7 +67,8 @@ async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
         """A dead owner's user: a session only if it left turns unfinished (it takes them
         over); otherwise the lease, unused, is released by the next heartbeats."""
         if await chat_log.unfinished(user_id):
-            await ask(app[SESSIONS].ref, SessionFor(user_id, epoch), timeout=_ACTIVATE_TIMEOUT)
+            wanted = SessionFor(user_id, epoch, inherited=True)
+            await ask(app[SESSIONS].ref, wanted, timeout=_ACTIVATE_TIMEOUT)
 
     def drop(user_id: uuid.UUID) -> None:
         metrics.chat_leases_lost.inc()

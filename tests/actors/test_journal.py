@@ -304,10 +304,12 @@ async def test_a_write_with_a_stale_ownership_epoch_is_refused_alone(app: web.Ap
     owner, bystander = await new_user(pool), await new_user(pool)
     prefix = f"{app[SETTINGS].redis_key_prefix}{uuid.uuid4()}:"
     leases = Leases(app[REDIS], pool, key_prefix=prefix, instance_id="a", ttl=30)
-    first = await leases.acquire(owner)
-    assert first is not None
+    acquired = await leases.acquire(owner)
+    assert acquired is not None
     await leases.release([owner])
-    second = await leases.acquire(owner)  # a takeover: the epoch moved on
+    taken_over = await leases.acquire(owner)  # a takeover: the epoch moved on
+    assert taken_over is not None
+    first, second = acquired.epoch, taken_over.epoch
     assert second == first + 1
     outcomes = await write_batch(
         pool,

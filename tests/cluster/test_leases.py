@@ -44,6 +44,7 @@ async def test_one_holder_and_every_take_over_raises_the_epoch(
     user = await a_user(pool)
     first = await a.acquire(user)
     assert first is not None
+    assert not first.inherited
     assert await b.acquire(user) is None
     assert await b.holder(user) == "a"
     assert await a.renew([user]) == []  # still a's
@@ -51,13 +52,23 @@ async def test_one_holder_and_every_take_over_raises_the_epoch(
     await asyncio.sleep(0.5)  # a died: nobody renewed
     assert await b.orphaned() == [user]
     taken = await b.acquire(user)
-    assert taken == first + 1
+    assert taken is not None
+    assert taken.epoch == first.epoch + 1
+    assert taken.inherited  # a did not release it: it may have left turns unfinished
     assert await a.renew([user]) == [user]  # a learns it lost the user
     assert await a.orphaned() == []
     await b.release([user])
     assert await b.holder(user) is None
     await asyncio.sleep(0.5)
     assert await a.orphaned() == []  # released users are nobody's orphans
+    again = await a.acquire(user)
+    assert again is not None
+    assert not again.inherited
+    await a.release([user], hand_off=True)  # shutting down, with turns left waiting
+    assert await b.orphaned() == [user]  # at once, not after the TTL
+    handed = await b.acquire(user)
+    assert handed is not None
+    assert handed.inherited
 
 
 async def test_a_release_by_another_instance_changes_nothing(
@@ -67,7 +78,10 @@ async def test_a_release_by_another_instance_changes_nothing(
     a = Leases(client, pool, key_prefix=prefix, instance_id="a", ttl=30)
     b = Leases(client, pool, key_prefix=prefix, instance_id="b", ttl=30)
     user = await a_user(pool)
-    epoch = await a.acquire(user)
+    first = await a.acquire(user)
+    assert first is not None
     await b.release([user])
     assert await a.holder(user) == "a"
-    assert await a.acquire(user) == (epoch or 0) + 1  # its own lease: taken again, re-fenced
+    again = await a.acquire(user)  # its own lease: taken again, re-fenced
+    assert again is not None
+    assert again.epoch == first.epoch + 1

@@ -96,6 +96,7 @@ class SessionActor(SupervisedActor):
         *,
         user_id: uuid.UUID,
         epoch: int,
+        inherited: bool,
         agent: Agent,
         pool: asyncpg.Pool,
         loop: asyncio.AbstractEventLoop,
@@ -106,6 +107,7 @@ class SessionActor(SupervisedActor):
         super().__init__(supervision)
         self._user_id = user_id
         self.epoch = epoch
+        self._inherited = inherited
         self._log = log
         self._agent = agent
         self._pool = pool
@@ -128,6 +130,10 @@ class SessionActor(SupervisedActor):
         self._start_next()
 
     async def _restore(self, reference: str) -> tuple[list[dict[str, str]], list[Orphan]]:
+        """The day's window; and, from a last owner that did not release the user, what it
+        left unfinished (searching the log costs a JetStream request per stream)."""
+        if not self._inherited:
+            return await _recent_messages(self._pool, self._user_id, reference), []
         window, orphans = await asyncio.gather(
             _recent_messages(self._pool, self._user_id, reference),
             self._log.orphans(self._user_id),

@@ -44,7 +44,10 @@ from .stream import Subscription
 
 log = logging.getLogger(__name__)
 
-StartSession = Callable[[Supervision, uuid.UUID, int, frozenset[Subscription]], pykka.ActorRef[Any]]
+#: Starts a session: supervision, user, epoch, inherited (see SessionFor), attachments.
+StartSession = Callable[
+    [Supervision, uuid.UUID, int, bool, frozenset[Subscription]], pykka.ActorRef[Any]
+]
 #: Told, from the manager's thread, when a user's session starts (True) or ends (False).
 SessionsChanged = Callable[[uuid.UUID, bool], None]
 
@@ -69,8 +72,8 @@ class SessionManager(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case SessionFor(user_id=user_id, epoch=epoch):
-                return self._session(user_id, epoch)
+            case SessionFor():
+                return self._session(message)
             case RunningSession() | DropSession():
                 return self._running(message)
             case ChildExited(name=name, urn=urn, failure=failure):
@@ -102,7 +105,8 @@ class SessionManager(SupervisedActor):
     def failed(self, exc: BaseException | None) -> None:
         self._stop_all()  # the connections attach again to the next incarnation
 
-    def _session(self, user_id: uuid.UUID, epoch: int) -> pykka.ActorRef[Any]:
+    def _session(self, wanted: SessionFor) -> pykka.ActorRef[Any]:
+        user_id, epoch = wanted.user_id, wanted.epoch
         running = self._sessions.get(user_id)
         if running is not None and running[0].is_alive() and running[1] == epoch:
             return running[0]
@@ -111,7 +115,7 @@ class SessionManager(SupervisedActor):
             self._changed(user_id, False)
         supervision = Supervision(str(user_id), self.actor_ref, self.supervision.tracker)
         attached = frozenset(self._attached.get(user_id, ()))
-        ref = self._start_session(supervision, user_id, epoch, attached)
+        ref = self._start_session(supervision, user_id, epoch, wanted.inherited, attached)
         self._sessions[user_id] = (ref, epoch)
         self._changed(user_id, True)
         return ref

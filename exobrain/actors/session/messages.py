@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 @dataclass(frozen=True, slots=True)
 class SessionFor:
     """Manager: the user's session actor for this ownership ``epoch``, started (and rebuilt
-    from PostgreSQL and the chat log) if needed; one of an older epoch is replaced."""
+    from PostgreSQL) if needed; one of an older epoch is replaced. ``inherited``: the user's
+    last owner may have left turns unfinished, which the session takes over from the log."""
 
     user_id: uuid.UUID
     epoch: int
+    inherited: bool = False
 
 
 @dataclass(frozen=True, slots=True)
