@@ -1,4 +1,4 @@
-"""The ``exobrain`` command: ``serve``, ``dev``, ``orchestrator``, ``migrate`` and ``seed``."""
+"""The ``exobrain`` command: serve, dev, orchestrator, worker, migrate and seed."""
 
 from __future__ import annotations
 
@@ -100,8 +100,9 @@ def serve(settings: Settings, options: Options) -> int:
 def dev(settings: Settings, options: Options) -> int:
     if "main_agent_use_mock" not in settings.model_fields_set:
         settings = settings.model_copy(update={"main_agent_use_mock": True})
-    if "job_orchestrator_in_process" not in settings.model_fields_set:
-        settings = settings.model_copy(update={"job_orchestrator_in_process": True})
+    for name in ("job_orchestrator_in_process", "job_worker_in_process"):
+        if name not in settings.model_fields_set:
+            settings = settings.model_copy(update={name: True})
     with embedded_stack(settings) as settings:
         _run(_prepare_database(str(settings.assistant_db_dsn)))
         emails = " or ".join(email for email, _ in SEED_USERS)
@@ -118,7 +119,7 @@ def dev(settings: Settings, options: Options) -> int:
 def _dev_environment(settings: Settings) -> dict[str, str]:
     """What ``dev`` decided, as the variables its workers (plain ``serve``) read."""
     environment = {name.upper(): str(getattr(settings, name)) for name in _INFRASTRUCTURE}
-    for name in ("main_agent_use_mock", "job_orchestrator_in_process"):
+    for name in ("main_agent_use_mock", "job_orchestrator_in_process", "job_worker_in_process"):
         environment[name.upper()] = str(getattr(settings, name)).lower()
     return environment
 
@@ -133,6 +134,18 @@ def orchestrator_command(settings: Settings, _options: Options) -> int:
     from .orchestrator import serve as serve_orchestrator  # noqa: PLC0415 - keeps others light
 
     return _run(serve_orchestrator(settings))
+
+
+def worker_command(settings: Settings, _options: Options) -> int:
+    required = ("assistant_db_dsn", "exobrain_nats_url")
+    missing = [name.upper() for name in required if getattr(settings, name) is None]
+    for name in missing:
+        print(f"configuration error: {name}: required by `exobrain worker`", file=sys.stderr)
+    if missing:
+        return 2
+    from .worker import serve as serve_worker  # noqa: PLC0415 - keeps others light
+
+    return _run(serve_worker(settings))
 
 
 def migrate_command(settings: Settings, _options: Options) -> int:
@@ -237,6 +250,10 @@ COMMANDS: dict[str, tuple[Callable[[Settings, Options], int], str]] = {
     "orchestrator": (
         orchestrator_command,
         "serve the job orchestrator's gRPC EnqueueJob (JOB_ORCHESTRATOR_LISTEN) on NATS JetStream",
+    ),
+    "worker": (
+        worker_command,
+        "run the job worker: JetStream jobs to their handlers, lifecycle in PostgreSQL",
     ),
     "migrate": (migrate_command, "apply pending database migrations"),
     "seed": (seed_command, "load idempotent development data (applies migrations first)"),

@@ -44,6 +44,7 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 _GRPC_TARGET = re.compile(r"^(dns:///|ipv4:|ipv6:|unix:)?[\w.\-\[\]:/]+:\d{1,5}$")
 _SENSITIVE = ("DSN", "URL", "SECRET", "KEY", "TOKEN", "PASSWORD")
 _ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
+_HANDLER_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _COOKIE_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
 
 
@@ -165,6 +166,24 @@ class Settings(BaseSettings):
     job_stream_duplicate_window_seconds: float = Field(default=7200.0, gt=0, le=604_800)
     knowledge_dispatch_resume_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
 
+    # Job worker
+    job_worker_in_process: bool = False
+    job_worker_handlers: dict[str, str] = Field(default_factory=dict)
+    job_worker_max_attempts: int = Field(default=5, ge=1, le=100)
+    job_worker_backoff_seconds: float = Field(default=1.0, gt=0, le=3600)
+    job_worker_backoff_max_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    job_worker_ack_wait_seconds: float = Field(default=30.0, ge=1, le=3600)
+    job_worker_concurrency: int = Field(default=4, ge=1, le=1000)
+    job_watch_recheck_seconds: float = Field(default=5.0, gt=0, le=300)
+
+    # Knowledge base
+    knowledge_collection: str = Field(default="exobrain_passages", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    embeddings_base_url: HttpUrl | None = None
+    embeddings_api_key: SecretStr | None = None
+    embeddings_model: str = Field(default="text-embedding-3-small", min_length=1)
+    embeddings_dimensions: int | None = Field(default=None, ge=1, le=65_536)
+    embeddings_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
     @property
     def is_local(self) -> bool:
         return self.app_env == "local"
@@ -204,6 +223,14 @@ class Settings(BaseSettings):
             if not _ORIGIN.match(origin):
                 raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
         return origins
+
+    @field_validator("job_worker_handlers")
+    @classmethod
+    def _handler_paths(cls, value: dict[str, str]) -> dict[str, str]:
+        for job_type, path in value.items():
+            if not _HANDLER_PATH.match(path):
+                raise ValueError(f"{job_type}: {path!r} is not like package.module:function")
+        return value
 
     @field_validator("main_agent_mock_messages_file", "web_tools_mock_data_file")
     @classmethod

@@ -16,8 +16,10 @@ from .chat_sessions import ownership_ctx
 from .chat_socket import setup_chat_socket
 from .docs import setup_docs
 from .errors import error_middleware
+from .job_worker import setup_job_worker
 from .journal import setup_journal
 from .knowledge import setup_knowledge
+from .knowledge_base import knowledge_base_ctx
 
 #: Requests bodies above this are answered 413 before a handler sees them.
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -38,6 +40,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend(
         [resources.postgres_ctx, resources.redis_ctx, resources.nats_ctx, resources.qdrant_ctx]
     )
+    app.cleanup_ctx.append(knowledge_base_ctx)
     if settings.exobrain_memgraph_url is not None:
         app.cleanup_ctx.append(resources.memgraph_ctx)
     setup_auth(app)
@@ -45,6 +48,7 @@ def create_app(settings: Settings) -> web.Application:
     setup_chat(app)
     setup_chat_socket(app)  # at shutdown its sockets close after the sessions stored their turns
     setup_knowledge(app)  # its transport starts after NATS, its actor with the others
+    setup_job_worker(app)
     app.cleanup_ctx.append(actors.actors_ctx)  # late up, early down: stops before the pool closes
     app.cleanup_ctx.extend([ownership_ctx, session_ticker_ctx])
     app.router.add_routes(health.routes)

@@ -33,7 +33,14 @@ from exobrain.actors.session import (
 from exobrain.agent.mock import MockReplies, load_messages
 from exobrain.agent.model import MockModel, Model, OpenAIModel
 from exobrain.agent.prompt import system_prompt
-from exobrain.agent.tools import MockBackend, TavilyBackend, Tools, WebBackend, build_tools
+from exobrain.agent.tools import (
+    MockBackend,
+    TavilyBackend,
+    Tools,
+    WebBackend,
+    build_tools,
+    with_knowledge,
+)
 from exobrain.auth import Principal
 from exobrain.supervision import ActorUnavailable, ChildSpec, Supervision, tell
 
@@ -43,6 +50,7 @@ from .authentication import authenticated
 from .chat_sessions import ChatMessage, ChatRefused
 from .cluster import CLUSTER, cluster_ctx
 from .errors import JsonError, json_response
+from .knowledge_base import PASSAGES
 from .resources import PG_POOL, SETTINGS
 from .validation import parse_body
 
@@ -113,10 +121,11 @@ def sessions_child(app: web.Application) -> ChildSpec:
         inherited: bool,
         attached: frozenset[Subscription],
     ) -> pykka.ActorRef[Any]:
-        chat = app[CHAT]
+        chat, passages = app[CHAT], app.get(PASSAGES)
+        tools = chat.tools if passages is None else with_knowledge(chat.tools, passages, user_id)
         agent = Agent(
             chat.model,
-            chat.tools,
+            tools,
             chat.prompt,
             app[JOURNAL],
             max_steps=settings.main_agent_max_steps,

@@ -29,6 +29,7 @@ from exobrain.jobs import Enqueue, job_publisher
 from exobrain.orchestrator import OrchestratorClient, start_orchestrator
 from exobrain.supervision import ActorUnavailable, ChildSpec
 
+from . import knowledge_jobs
 from .actors import ACTOR_CHILDREN, ACTORS
 from .authentication import authenticated
 from .errors import JsonError, json_response
@@ -61,6 +62,7 @@ def setup_knowledge(app: web.Application) -> None:
     app.cleanup_ctx.append(enqueue_ctx)
     app[ACTOR_CHILDREN].append(dispatch_child)
     app.router.add_routes(routes)
+    app.router.add_routes(knowledge_jobs.routes)
 
 
 async def in_process_orchestrator_ctx(app: web.Application) -> AsyncIterator[None]:

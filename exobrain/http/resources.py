@@ -23,6 +23,7 @@ from nats.errors import Error as NatsError
 from qdrant_client import AsyncQdrantClient
 
 from exobrain.config import Settings
+from exobrain.knowledge import qdrant_client
 from exobrain.serving import worker_index
 from exobrain.store import create_pool, migrate
 
@@ -159,7 +160,7 @@ async def qdrant_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     worker = worker_index()
     if settings.exobrain_qdrant_url is not None:
-        client = AsyncQdrantClient(url=str(settings.exobrain_qdrant_url))
+        client = qdrant_client(settings)
         log.info("Qdrant at %s", redact(settings.exobrain_qdrant_url))
     elif worker is not None and worker > 0:
         log.info(
@@ -170,10 +171,8 @@ async def qdrant_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     else:
-        path = settings.exobrain_state_dir / "qdrant"
-        path.mkdir(parents=True, exist_ok=True)
-        client = AsyncQdrantClient(path=str(path))
-        log.info("Qdrant in local mode (embedded) at %s", path)
+        client = qdrant_client(settings)
+        log.info("Qdrant in local mode (embedded) at %s", settings.exobrain_state_dir / "qdrant")
 
     async def check() -> None:
         await client.get_collections()

@@ -8,6 +8,7 @@ parsing. The offending input is never echoed back: it may be a password.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, TypeVar
 
 import orjson
@@ -45,3 +46,12 @@ async def parse_body(
 
 def _problem(loc: tuple[int | str, ...], msg: str, kind: str) -> dict[str, Any]:
     return {"loc": ["body", *loc], "msg": msg, "type": kind}
+
+
+def parse_path_uuid(request: web.Request, name: str) -> uuid.UUID:
+    """The path segment ``{name}`` as a UUID, or 422 naming it."""
+    try:
+        return uuid.UUID(request.match_info[name])
+    except ValueError:
+        problem = {"loc": ["path", name], "msg": "Input should be a valid UUID", "type": "uuid"}
+        raise JsonError(422, [problem]) from None

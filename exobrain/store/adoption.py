@@ -112,7 +112,7 @@ REFERENCE_CONFIG_TABLES: Tables = {
 }
 
 #: Tables only this service creates: finding one means the database is not the reference's.
-SERVICE_TABLES = ("knowledge_dispatches", "knowledge_watermarks", "chat_owners")
+SERVICE_TABLES = ("knowledge_dispatches", "knowledge_watermarks", "chat_owners", "jobs")
 
 _KNOWN_TABLES = [*REFERENCE_TABLES, *REFERENCE_CONFIG_TABLES, *SERVICE_TABLES]
 

@@ -244,9 +244,16 @@ async def test_a_refused_job_is_recorded_as_failed_and_not_retried(
     result = await request_update(system.handle("knowledge"), RequestUpdate(user_id), timeout=30)
     assert result.status == "rejected"
     assert result.errors
-    rows = await pool.fetch("SELECT status, last_error, attempts FROM knowledge_dispatches")
+    rows = await pool.fetch("SELECT id, status, last_error, attempts FROM knowledge_dispatches")
     assert [(r["status"], r["attempts"]) for r in rows] == [("failed", 1)] * len(rows)
     assert all("role" in r["last_error"] for r in rows)
+    jobs = await pool.fetch(  # recorded when the rows were written; refused, they never run
+        "SELECT state, detail FROM jobs WHERE id = ANY($1::uuid[])",
+        [job_id_for(str(r["id"])) for r in rows],
+    )
+    assert [(j["state"], j["detail"]) for j in jobs] == [
+        ("FAILED_FINAL", r["last_error"]) for r in rows
+    ]
     await stop(system)
     assert len(calls) == len(rows)
 

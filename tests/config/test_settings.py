@@ -72,6 +72,8 @@ def test_log_level_defaults_to_info_outside_local() -> None:
         ("AUTH_COOKIE_NAME", "bad name;", "cookie name"),
         ("LOG_LEVEL", "LOUD", "DEBUG"),
         ("HTTP_PORT", "70000", "less than or equal"),
+        ("JOB_WORKER_HANDLERS", '{"report.daily": "reports daily"}', "package.module:function"),
+        ("JOB_WORKER_MAX_ATTEMPTS", "0", "greater than or equal"),
     ],
 )
 def test_bad_value_is_named_in_one_line(variable: str, value: str, complaint: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from auth_support import Account, Client, start
+from auth_support import Account, Client, create_account, start
 from test_chat import eventually_stored, parse_sse, send, signed_in
 
 from exobrain.actors.session import SessionFor
@@ -20,7 +20,9 @@ from exobrain.config import Settings
 from exobrain.embedded import free_port
 from exobrain.http.actors import SESSIONS
 from exobrain.http.cluster import CLUSTER
+from exobrain.http.knowledge_base import PASSAGES
 from exobrain.http.resources import PG_POOL
+from exobrain.knowledge import Passage
 from exobrain.supervision import ask, tell
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))
@@ -217,3 +219,51 @@ async def test_a_quiet_stream_sends_heartbeat_comments(
     assert ": keep-alive\n" in lines
     await client.post(f"/api/chat/stream/{stream_id}/cancel", headers=headers)
     assert parse_sse((await reader.content.read()).decode())[-1][1] == "done"
+
+
+async def test_the_agent_recalls_the_users_own_passages_only(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    provider: tuple[FakeProvider, str],
+) -> None:
+    """The model is offered ``knowledge_search`` over the asking user's passages: what it
+    reads back (the tool message of its next request) holds theirs, never another's."""
+    fake, url = provider
+    fake.scripts += [
+        tool_calls(("call_1", "knowledge_search", '{"query": "favourite tea", "limit": 5}')),
+        text("You like jasmine tea."),
+    ]
+    client = await start(
+        aiohttp_client, make_settings, main_agent_use_mock=False, model_provider_base_url=url
+    )
+    account, headers = await signed_in(client)
+    stranger = await create_account(client)
+    passages = client.app[PASSAGES]
+    await passages.store(
+        [
+            Passage(str(owner), "2026/11/02", 1, 0, "user", "2026-11-02T09:00:00Z", content)
+            for owner, content in (
+                (account.user_id, "My favourite tea is jasmine tea."),
+                (stranger.user_id, "My favourite tea is a secret oolong."),
+            )
+        ]
+    )
+    stream_id = (await (await send(client, headers, "what tea do I like?")).json())["stream_id"]
+    events = parse_sse(
+        await (await client.get(f"/api/chat/stream/{stream_id}", headers=headers)).text()
+    )
+    assert [name for _, name, _ in events] == [
+        "tool_call",
+        "tool_response",
+        "message_chunk",
+        "done",
+    ]
+    assert events[0][2]["title"] == "Knowledge search"
+    assert events[1][2] == {
+        "tool_call_id": "call_1",
+        "message": "Found 1 passages in your journals",
+    }
+    [tool_message] = [m for m in fake.requests[-1]["messages"] if m["role"] == "tool"]
+    assert "jasmine" in tool_message["content"]
+    assert "2026/11/02" in tool_message["content"]
+    assert "oolong" not in tool_message["content"]

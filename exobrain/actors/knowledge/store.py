@@ -18,6 +18,9 @@ from typing import Any, Literal
 
 import asyncpg
 
+from exobrain.jobs import KNOWLEDGE_UPDATE, job_id_for
+from exobrain.jobs.records import record_enqueued, refuse
+
 from .chunking import Chunk, Entry
 
 OutcomeStatus = Literal["enqueued", "pending", "failed"]
@@ -99,7 +102,10 @@ async def uncommitted(pool: asyncpg.Pool, user_id: uuid.UUID, reference: str | N
 async def write(
     pool: asyncpg.Pool, user_id: uuid.UUID, selection: Selection, chunks: Sequence[Chunk]
 ) -> list[Dispatch]:
-    """One outbox row per chunk, and the journals' watermarks moved, in one transaction.
+    """One outbox row per chunk, its job, and the journals' watermarks moved, in one transaction.
+
+    Each job is recorded ``ENQUEUED_OR_PENDING`` under the id the orchestrator
+    will derive from the row id, so it can be watched before any worker sees it.
 
     Watermarks are taken in reference order, as every dispatch takes them, so
     two dispatches of one user cannot deadlock.
@@ -146,6 +152,8 @@ async def write(
                 for position, (dispatch, chunk) in enumerate(zip(dispatches, chunks, strict=True))
             ],
         )
+        jobs = [(job_id_for(str(dispatch.id)), str(user_id)) for dispatch in dispatches]
+        await record_enqueued(connection, KNOWLEDGE_UPDATE, jobs)
     return dispatches
 
 
@@ -159,20 +167,29 @@ async def pending(pool: asyncpg.Pool, limit: int) -> list[Dispatch]:
 
 
 async def record(pool: asyncpg.Pool, outcomes: Sequence[Outcome]) -> None:
-    """Store each attempt's outcome; rows already settled (by another process) stay as they are."""
-    await pool.execute(
-        """
-        UPDATE knowledge_dispatches AS d
-        SET status = o.status, job_id = coalesce(o.job_id, d.job_id), last_error = o.error,
-            attempts = d.attempts + 1, updated_at = now()
-        FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS o(id, status, job_id, error)
-        WHERE d.id = o.id AND d.status = 'pending'
-        """,
-        [outcome.id for outcome in outcomes],
-        [outcome.status for outcome in outcomes],
-        [outcome.job_id for outcome in outcomes],
-        [outcome.error for outcome in outcomes],
-    )
+    """Store each attempt's outcome; rows already settled (by another process) stay as they are.
+
+    A refused row's job will never run: it is ``FAILED_FINAL`` with the refusal.
+    """
+    refusals = [
+        (job_id_for(str(o.id)), o.error or "refused") for o in outcomes if o.status == "failed"
+    ]
+    async with pool.acquire() as connection, connection.transaction():
+        await refuse(connection, refusals)
+        await connection.execute(
+            """
+            UPDATE knowledge_dispatches AS d
+            SET status = o.status, job_id = coalesce(o.job_id, d.job_id), last_error = o.error,
+                attempts = d.attempts + 1, updated_at = now()
+            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+                 AS o(id, status, job_id, error)
+            WHERE d.id = o.id AND d.status = 'pending'
+            """,
+            [outcome.id for outcome in outcomes],
+            [outcome.status for outcome in outcomes],
+            [outcome.job_id for outcome in outcomes],
+            [outcome.error for outcome in outcomes],
+        )
 
 
 async def recent(pool: asyncpg.Pool, user_id: uuid.UUID, limit: int) -> list[dict[str, Any]]:
