@@ -132,6 +132,7 @@ def sessions_child(app: web.Application) -> ChildSpec:
             tool_timeout=settings.web_tools_timeout_seconds,
             write_timeout=settings.journal_write_timeout_seconds,
             save_deadline=settings.chat_answer_save_deadline_seconds,
+            log=cluster.log,
         )
         return SessionActor.start(
             supervision,
@@ -142,7 +143,6 @@ def sessions_child(app: web.Application) -> ChildSpec:
             pool=pool,
             loop=loop,
             limits=limits,
-            log=cluster.log,
             attached=attached,
         )
 

@@ -36,7 +36,7 @@ from exobrain.actors.journal import AppendMessages, Fenced, NewMessage, StoredMe
 from exobrain.agent.events import Done, Error, Event
 from exobrain.supervision import SupervisedActor, Supervision, run_on_loop
 
-from .log import EventLog, Orphan
+from .log import Orphan
 from .messages import (
     Accepted,
     Attach,
@@ -48,7 +48,6 @@ from .messages import (
     Subscribe,
     Subscribed,
     Tick,
-    TurnEnding,
     TurnEvents,
     TurnFinished,
     TurnRejected,
@@ -101,14 +100,13 @@ class SessionActor(SupervisedActor):
         pool: asyncpg.Pool,
         loop: asyncio.AbstractEventLoop,
         limits: SessionLimits,
-        log: EventLog,
         attached: frozenset[Subscription] = frozenset(),
     ) -> None:
         super().__init__(supervision)
         self._user_id = user_id
         self.epoch = epoch
         self._inherited = inherited
-        self._log = log
+        self._log = agent.log
         self._agent = agent
         self._pool = pool
         self._loop = loop
@@ -174,22 +172,15 @@ class SessionActor(SupervisedActor):
                 self._attached.discard(sink)
                 for stream in self._streams.values():
                     stream.subscribers.discard(sink)
-            case TurnEvents() | TurnEnding() | TurnFinished():
-                self._from_running(message)
+            case TurnEvents(stream_id=stream_id, events=events):
+                self._append(self._streams[stream_id], events)
+            case TurnFinished():
+                self._finish(message)
             case Tick():
                 self._tick()
             case _:
                 return super().on_receive(message)
         return None
-
-    def _from_running(self, message: TurnEvents | TurnEnding | TurnFinished) -> None:
-        match message:
-            case TurnEvents(stream_id=stream_id, events=events):
-                self._append(self._streams[stream_id], events)
-            case TurnEnding(outcome=outcome):
-                self._log.write(self._user_id, outcome.stream_id, [outcome])
-            case TurnFinished():
-                self._finish(message)
 
     def stopping(self) -> None:
         """Store the running turn if it ends in time; waiting turns go to the next owner,

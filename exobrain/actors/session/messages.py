@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from exobrain.agent.events import Event
 
 if TYPE_CHECKING:
-    from .stream import Subscription, TurnOutcome
+    from .stream import Subscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +121,6 @@ class TurnEvents:
 
     stream_id: uuid.UUID
     events: tuple[Event, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class TurnEnding:
-    """From the running turn, before it stores its answer: the outcome, for the log."""
-
-    outcome: TurnOutcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,8 +28,8 @@ from exobrain.agent.tools import Tools
 from exobrain.agent.turn import RecordedToolCall, TurnFailed, TurnState, run_turn
 from exobrain.supervision import ChildHandle
 
-from .log import Orphan
-from .messages import TurnEnding, TurnEvents, TurnFinished
+from .log import EventLog, Orphan
+from .messages import TurnEvents, TurnFinished
 from .stream import StreamEvent, TurnOutcome
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class Agent:
     tool_timeout: float
     write_timeout: float
     save_deadline: float
+    log: EventLog
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +155,12 @@ async def _conclude(
     outcome: TurnOutcome,
     report: Callable[[Any], None],
 ) -> TurnFinished:
-    """Log the outcome, store the answer (retrying through outages), then report the end."""
-    report(TurnEnding(outcome))
+    """Log the outcome, store the answer (retrying through outages), then report the end.
+
+    The outcome goes to the log straight from here: where it falls among the stream's
+    events does not matter (it is read by stream, not by position).
+    """
+    agent.log.write(request.user_id, request.stream_id, [outcome])
     reason, error = outcome.reason, outcome.error
     try:
         await asyncio.shield(_save(agent, request, state, outcome))
