@@ -82,15 +82,20 @@ def _worker_count(text: str) -> int:
     return count
 
 
+def _lacks(settings: Settings, names: tuple[str, ...], command: str, hint: str = "") -> bool:
+    """Print one line per unset setting ``command`` requires; True if any was unset."""
+    missing = [name.upper() for name in names if getattr(settings, name) is None]
+    for name in missing:
+        print(
+            f"configuration error: {name}: required by `exobrain {command}`{hint}", file=sys.stderr
+        )
+    return bool(missing)
+
+
 def serve(settings: Settings, options: Options) -> int:
-    missing = [name.upper() for name in _INFRASTRUCTURE if getattr(settings, name) is None]
-    if missing:
-        for name in missing:
-            print(
-                f"configuration error: {name}: required by `exobrain serve` "
-                "(`exobrain dev` starts embedded servers instead)",
-                file=sys.stderr,
-            )
+    if _lacks(
+        settings, _INFRASTRUCTURE, "serve", " (`exobrain dev` starts embedded servers instead)"
+    ):
         return 2
     if options.workers > 1:
         return supervise(settings, options.workers)
@@ -125,11 +130,7 @@ def _dev_environment(settings: Settings) -> dict[str, str]:
 
 
 def orchestrator_command(settings: Settings, _options: Options) -> int:
-    if settings.exobrain_nats_url is None:
-        print(
-            "configuration error: EXOBRAIN_NATS_URL: required by `exobrain orchestrator`",
-            file=sys.stderr,
-        )
+    if _lacks(settings, ("exobrain_nats_url",), "orchestrator"):
         return 2
     from .orchestrator import serve as serve_orchestrator  # noqa: PLC0415 - keeps others light
 
@@ -137,11 +138,7 @@ def orchestrator_command(settings: Settings, _options: Options) -> int:
 
 
 def worker_command(settings: Settings, _options: Options) -> int:
-    required = ("assistant_db_dsn", "exobrain_nats_url")
-    missing = [name.upper() for name in required if getattr(settings, name) is None]
-    for name in missing:
-        print(f"configuration error: {name}: required by `exobrain worker`", file=sys.stderr)
-    if missing:
+    if _lacks(settings, ("assistant_db_dsn", "exobrain_nats_url"), "worker"):
         return 2
     from .worker import serve as serve_worker  # noqa: PLC0415 - keeps others light
 
