@@ -11,15 +11,11 @@ from exobrain.metrics import Metrics
 
 from . import actors, health, ops, resources, user_configs
 from .auth import setup_auth
-from .chat import session_ticker_ctx, setup_chat
-from .chat_sessions import ownership_ctx
-from .chat_socket import setup_chat_socket
+from .chat import ownership_ctx, session_ticker_ctx, setup_chat, setup_chat_socket
 from .docs import setup_docs
 from .errors import error_middleware
-from .job_worker import setup_job_worker
 from .journal import setup_journal
-from .knowledge import setup_knowledge
-from .knowledge_base import knowledge_base_ctx
+from .knowledge import knowledge_base_ctx, setup_job_worker, setup_knowledge
 
 #: Requests bodies above this are answered 413 before a handler sees them.
 MAX_REQUEST_BYTES = 1024 * 1024

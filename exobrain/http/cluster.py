@@ -2,7 +2,7 @@
 
 Started after PostgreSQL, Redis and NATS and before the actors (the sessions
 write to the log and report to the ownership); the heartbeat and the
-forwarded commands start after the actors, in ``chat_sessions``.
+forwarded commands start after the actors, in ``chat.sessions``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from exobrain.store.user_configs import (
     user_configs,
 )
 
-from .authentication import authenticated
+from .auth.authentication import authenticated
 from .errors import JsonError, json_response
 from .resources import PG_POOL
 from .validation import parse_body

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from exobrain.auth import Principal
 
-from .authentication import authenticated
+from .auth.authentication import authenticated
 from .errors import json_response
 
 routes = web.RouteTableDef()

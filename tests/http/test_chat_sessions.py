@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from auth_support import Account, Client, create_account, start
+from exobrain.http.knowledge.base import PASSAGES
 from test_chat import eventually_stored, parse_sse, send, signed_in
 
 from exobrain.actors.session import SessionFor
@@ -20,7 +21,6 @@ from exobrain.config import Settings
 from exobrain.embedded import free_port
 from exobrain.http.actors import SESSIONS
 from exobrain.http.cluster import CLUSTER
-from exobrain.http.knowledge_base import PASSAGES
 from exobrain.http.resources import PG_POOL
 from exobrain.knowledge import Passage
 from exobrain.supervision import ask, tell

@@ -14,7 +14,7 @@ from journal_support import REFERENCE, Reader, answer, reader, start_journal
 from exobrain.actors.journal import NewToolCall
 from exobrain.config import Settings
 from exobrain.embedded import EmbeddedServer
-from exobrain.http.journal import JOURNAL_CACHE
+from exobrain.http.journal.routes import JOURNAL_CACHE
 from exobrain.http.resources import REDIS, SETTINGS
 from exobrain.journal_cache import JournalCache
 

@@ -25,18 +25,18 @@ from exobrain.actors.knowledge import (
     request_update,
 )
 from exobrain.auth import Principal
+from exobrain.http.actors import ACTOR_CHILDREN, ACTORS
+from exobrain.http.auth.authentication import authenticated
+from exobrain.http.errors import JsonError, json_response
+from exobrain.http.health import READINESS
+from exobrain.http.journal.params import Reference
+from exobrain.http.resources import NATS, PG_POOL, SETTINGS
+from exobrain.http.validation import parse_body
 from exobrain.jobs import Enqueue, job_publisher
 from exobrain.orchestrator import OrchestratorClient, start_orchestrator
 from exobrain.supervision import ActorUnavailable, ChildSpec
 
-from . import knowledge_jobs
-from .actors import ACTOR_CHILDREN, ACTORS
-from .authentication import authenticated
-from .errors import JsonError, json_response
-from .health import READINESS
-from .journal_params import Reference
-from .resources import NATS, PG_POOL, SETTINGS
-from .validation import parse_body
+from . import jobs
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def setup_knowledge(app: web.Application) -> None:
     app.cleanup_ctx.append(enqueue_ctx)
     app[ACTOR_CHILDREN].append(dispatch_child)
     app.router.add_routes(routes)
-    app.router.add_routes(knowledge_jobs.routes)
+    app.router.add_routes(jobs.routes)
 
 
 async def in_process_orchestrator_ctx(app: web.Application) -> AsyncIterator[None]:

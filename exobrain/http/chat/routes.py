@@ -42,17 +42,17 @@ from exobrain.agent.tools import (
     with_knowledge,
 )
 from exobrain.auth import Principal
+from exobrain.http.actors import ACTOR_CHILDREN, JOURNAL, SESSIONS
+from exobrain.http.auth.authentication import authenticated
+from exobrain.http.cluster import CLUSTER, cluster_ctx
+from exobrain.http.errors import JsonError, json_response
+from exobrain.http.knowledge.base import PASSAGES
+from exobrain.http.resources import PG_POOL, SETTINGS
+from exobrain.http.validation import parse_body
 from exobrain.supervision import ActorUnavailable, ChildSpec, Supervision, tell
 
-from . import chat_sessions, chat_streams
-from .actors import ACTOR_CHILDREN, JOURNAL, SESSIONS
-from .authentication import authenticated
-from .chat_sessions import ChatMessage, ChatRefused
-from .cluster import CLUSTER, cluster_ctx
-from .errors import JsonError, json_response
-from .knowledge_base import PASSAGES
-from .resources import PG_POOL, SETTINGS
-from .validation import parse_body
+from . import sessions, streams
+from .sessions import ChatMessage, ChatRefused
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def setup_chat(app: web.Application) -> None:
     one of their children."""
     app.cleanup_ctx.extend([chat_ctx, cluster_ctx])
     app[ACTOR_CHILDREN].append(sessions_child)
-    app.on_shutdown.append(chat_sessions.hand_off)  # before the sockets close (setup order)
+    app.on_shutdown.append(sessions.hand_off)  # before the sockets close (setup order)
     app.router.add_routes(routes)
 
 
@@ -203,7 +203,7 @@ async def send_message(request: web.Request, principal: Principal) -> web.Respon
         request, ChatMessage, context={"max_chars": settings.chat_max_message_chars}
     )
     with _as_http():
-        accepted = await chat_sessions.send_message(request.app, principal.user_id, body)
+        accepted = await sessions.send_message(request.app, principal.user_id, body)
     return json_response({"stream_id": str(accepted.stream_id)})
 
 
@@ -225,9 +225,7 @@ async def follow_stream(request: web.Request, principal: Principal) -> web.Strea
     stream_id, settings = _stream_id(request), request.app[SETTINGS]
     after = _last_event_id(request)
     with _as_http():
-        reader, done = await chat_streams.open_stream(
-            request.app, principal.user_id, stream_id, after
-        )
+        reader, done = await streams.open_stream(request.app, principal.user_id, stream_id, after)
     response = web.StreamResponse(
         headers={
             hdrs.CONTENT_TYPE: "text/event-stream",
@@ -282,5 +280,5 @@ async def cancel_stream(request: web.Request, principal: Principal) -> web.Respo
     `done {reason: "cancelled"}`. `{cancelled: false}` when it had already finished."""
     stream_id = _stream_id(request)
     with _as_http():
-        cancelled = await chat_sessions.cancel(request.app, principal.user_id, stream_id)
+        cancelled = await sessions.cancel(request.app, principal.user_id, stream_id)
     return json_response({"cancelled": cancelled})

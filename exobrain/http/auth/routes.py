@@ -13,13 +13,13 @@ from aiohttp import hdrs, web
 from pydantic import BaseModel, Field
 
 from exobrain.auth import LoginThrottledError, Principal, RefreshGrant
+from exobrain.http import users
+from exobrain.http.errors import JsonError, json_response
+from exobrain.http.resources import PG_POOL, SETTINGS
+from exobrain.http.validation import parse_body
 from exobrain.store.users import find_password_identity, find_user
 
-from . import users
 from .authentication import AUTH, Auth, auth_ctx, unauthorized
-from .errors import JsonError, json_response
-from .resources import PG_POOL, SETTINGS
-from .validation import parse_body
 
 
 class LoginRequest(BaseModel):

@@ -36,19 +36,18 @@ from exobrain.actors.session import (
     Subscription,
 )
 from exobrain.auth import Principal
+from exobrain.http.actors import METRICS, SESSIONS
+from exobrain.http.auth.authentication import authenticate, bearer_token
+from exobrain.http.cluster import CLUSTER
+from exobrain.http.errors import JsonError
+from exobrain.http.resources import SETTINGS
 from exobrain.supervision import ActorUnavailable, tell
 
-from . import chat_frames as frames
-from . import chat_sessions as chat
-from . import chat_streams
-from .actors import METRICS, SESSIONS
-from .authentication import authenticate, bearer_token
-from .chat_feeds import Feeds
-from .chat_frames import ChatCancel, ChatSend, FrameError, Ping, StreamResume
-from .chat_sessions import ChatRefused
-from .cluster import CLUSTER
-from .errors import JsonError
-from .resources import SETTINGS
+from . import frames, streams
+from . import sessions as chat
+from .feeds import Feeds
+from .frames import ChatCancel, ChatSend, FrameError, Ping, StreamResume
+from .sessions import ChatRefused
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -234,11 +233,11 @@ class ChatSocket:
                 cancelled = await chat.cancel(self._app, self.user_id, stream_id)
                 return frames.cancelled(stream_id, cancelled)
             case StreamResume(stream_id=stream_id, after_seq=after_seq):
-                subscribed, reader = await chat_streams.resume(
+                subscribed, reader = await streams.resume(
                     self._app, self.user_id, stream_id, after_seq, self._sink
                 )
                 if reader is not None:  # owned elsewhere: relayed from the chat log
-                    relay = asyncio.create_task(chat_streams.relay(reader, self._sink))
+                    relay = asyncio.create_task(streams.relay(reader, self._sink))
                     self._relays.add(relay)
                     relay.add_done_callback(self._relays.discard)
                 return frames.resumed(stream_id, subscribed)
@@ -330,7 +329,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    """At shutdown, once the sessions stored their running turns (``chat_sessions.hand_off``):
+    """At shutdown, once the sessions stored their running turns (``sessions.hand_off``):
     every socket gets 1001; clients reconnect to another instance and resume by sequence."""
     sockets = app[SOCKETS]
     sockets.closing = True

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from exobrain.http.resources import NATS, PG_POOL, SETTINGS
 from exobrain.worker import JobWorker, handlers_for
 
-from .knowledge_base import PASSAGES
-from .resources import NATS, PG_POOL, SETTINGS
+from .base import PASSAGES
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Handlers hold no chat state. A command (send, cancel) goes to the user's
 SessionActor on the instance that owns the user: this one, when it holds the
 user's lease or nobody does (then it takes the lease); otherwise the owner,
 over NATS (:mod:`exobrain.cluster`), which runs the same local path. Reading
-a stream is ``chat_streams``'. A refusal is a :class:`ChatRefused`
+a stream is ``streams``'. A refusal is a :class:`ChatRefused`
 with an HTTP status and a stable code; REST answers it as a JSON error, the
 WebSocket as an ``error`` frame, and a forwarded command carries it back.
 """
@@ -47,11 +47,10 @@ from exobrain.cluster import (
     Logged,
     OwnerUnreachable,
 )
+from exobrain.http.actors import SESSIONS
+from exobrain.http.cluster import CLUSTER
+from exobrain.http.resources import PG_POOL, REDIS, SETTINGS
 from exobrain.supervision import ActorUnavailable, ask
-
-from .actors import SESSIONS
-from .cluster import CLUSTER
-from .resources import PG_POOL, REDIS, SETTINGS
 
 log = logging.getLogger(__name__)
 

@@ -23,15 +23,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from exobrain.auth import Principal
+from exobrain.http.actors import JOURNAL_LISTENERS
+from exobrain.http.auth.authentication import authenticated
+from exobrain.http.errors import JsonError
+from exobrain.http.resources import PG_POOL, REDIS, SETTINGS, redact
 from exobrain.journal_cache import JournalCache
 from exobrain.store import journal
 from exobrain.store.journal_search import search_entries
 
-from . import journal_export
-from .actors import JOURNAL_LISTENERS
-from .authentication import authenticated
-from .errors import JsonError
-from .journal_params import (
+from . import formats
+from .params import (
     EntriesQuery,
     ExportQuery,
     MessagesQuery,
@@ -40,7 +41,6 @@ from .journal_params import (
     parse_query,
     parse_reference,
 )
-from .resources import PG_POOL, REDIS, SETTINGS, redact
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ async def search(request: web.Request, principal: Principal) -> web.Response:
     """
     query = parse_query(request, SearchQuery)
     hits = await search_entries(request.app[PG_POOL], principal.user_id, query.q, limit=query.limit)
-    return _json(journal_export.dumps(hits))
+    return _json(formats.dumps(hits))
 
 
 @routes.get("/api/journal/today")
@@ -146,7 +146,7 @@ async def today(request: web.Request, principal: Principal) -> web.Response:
         raise _not_found()
     created = await journal.ensure_entry(request.app[PG_POOL], principal.user_id, reference)
     await request.app[JOURNAL_CACHE].invalidate([(principal.user_id, reference)])
-    return _json(journal_export.dumps(created))
+    return _json(formats.dumps(created))
 
 
 @routes.get("/api/journal/today/messages")
@@ -188,7 +188,7 @@ async def export(request: web.Request, principal: Principal) -> web.Response:
     )
     if found is None or every is None:
         raise _not_found()
-    render, content_type, extension = journal_export.FORMATS[query.format]
+    render, content_type, extension = formats.FORMATS[query.format]
     filename = f"journal-{reference.replace('/', '-')}.{extension}"
     return web.Response(
         body=render(found, every),
@@ -258,7 +258,7 @@ def _page(items: Sequence[T], limit: int, cursor_of: Callable[[T], str]) -> byte
 
 def _frame(cursor: str, body: object) -> bytes:
     # Compact JSON never holds a raw newline, so the first one ends the cursor.
-    return cursor.encode() + b"\n" + journal_export.dumps(body)
+    return cursor.encode() + b"\n" + formats.dumps(body)
 
 
 def _json(body: bytes) -> web.Response:

@@ -11,9 +11,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from exobrain.http.resources import QDRANT, SETTINGS
 from exobrain.knowledge import PassageStore, passage_store
-
-from .resources import QDRANT, SETTINGS
 
 PASSAGES = web.AppKey("passages", PassageStore)
 

@@ -31,10 +31,9 @@ from exobrain.auth import (
     WebSessions,
     default_workers,
 )
+from exobrain.http.errors import JsonError
+from exobrain.http.resources import PG_POOL, REDIS, SETTINGS
 from exobrain.store.users import find_users
-
-from .errors import JsonError
-from .resources import PG_POOL, REDIS, SETTINGS
 
 #: A handler that needs the caller: :func:`authenticated` supplies the principal.
 AuthenticatedHandler = Callable[[web.Request, Principal], Awaitable[web.StreamResponse]]

@@ -29,10 +29,10 @@ from exobrain.actors.session import (
     Unsubscribe,
 )
 from exobrain.cluster import LogReader, finished, last_seq
+from exobrain.http.cluster import CLUSTER
 from exobrain.supervision import ActorUnavailable, ask, tell
 
-from .chat_sessions import ASK_TIMEOUT, LOG_PATIENCE, find_session, logged, not_found, unavailable
-from .cluster import CLUSTER
+from .sessions import ASK_TIMEOUT, LOG_PATIENCE, find_session, logged, not_found, unavailable
 
 
 class StreamReader(Protocol):

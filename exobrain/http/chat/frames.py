@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from exobrain.actors.session import ActiveStream, Item, StreamEvent, StreamStarted, Subscribed
 
-from .chat_sessions import ChatMessage
+from .sessions import ChatMessage
 
 
 class ChatSend(ChatMessage):

@@ -24,7 +24,7 @@ from pydantic import (
     ValidationError,
 )
 
-from .errors import JsonError
+from exobrain.http.errors import JsonError
 
 _REFERENCE = re.compile(r"\d{4}/\d{2}/\d{2}")
 _BIGINT = 2**63 - 1

@@ -24,13 +24,12 @@ from nats.aio.msg import Msg
 
 from exobrain.auth import Principal
 from exobrain.config import Settings
+from exobrain.http.auth.authentication import authenticated
+from exobrain.http.errors import JsonError, json_response
+from exobrain.http.resources import NATS, PG_POOL, SETTINGS
+from exobrain.http.validation import parse_path_uuid
 from exobrain.jobs.lifecycle import JobStatus, status_subject
 from exobrain.jobs.records import current, timeline
-
-from .authentication import authenticated
-from .errors import JsonError, json_response
-from .resources import NATS, PG_POOL, SETTINGS
-from .validation import parse_path_uuid
 
 log = logging.getLogger(__name__)
 
