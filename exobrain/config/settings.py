@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     chat_ws_frame_burst: int = Field(default=40, ge=1, le=100_000)
     chat_ws_outbox_max_bytes: int = Field(default=1_048_576, ge=4096, le=1_073_741_824)
     chat_ws_heartbeat_seconds: float = Field(default=20.0, gt=0, le=600)
+    chat_ws_write_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     chat_ws_auth_recheck_seconds: float = Field(default=60.0, gt=0, le=3600)
 
     # Chat across instances

@@ -313,6 +313,16 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(client: Cli
          "invalid_frame", "message"),
         (f'{{"type": "stream.resume", "stream_id": "{unknown}", "after_seq": -1}}',
          "invalid_frame", "after_seq"),
+        (f'{{"type": "stream.resume", "stream_id": "{unknown}", "after_seq": "3"}}',
+         "invalid_frame", "after_seq"),
+        (f'{{"type": "stream.resume", "stream_id": "{unknown}", "after_seq": true}}',
+         "invalid_frame", "after_seq"),
+        (f'{{"type": "stream.resume", "stream_id": "{unknown}", "after_seq": 3.0}}',
+         "invalid_frame", "after_seq"),
+        (f'{{"type": "chat.send", "message": "a\\u0000b", "client_message_id": "{unknown}"}}',
+         "invalid_frame", "message"),
+        ('{"type": "chat.send", "message": "hi", "client_message_id": "\\u0000"}',
+         "invalid_frame", "client_message_id"),
         (f'{{"type": "chat.cancel", "stream_id": "{unknown}"}}', "stream_not_found", None),
         (b"\x00\x01binary", "binary_not_supported", None),
     ]  # fmt: skip
@@ -326,6 +336,32 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(client: Cli
         assert error["message"]
     await ws.send_json({"type": "ping"})
     assert await frame(ws) == {"type": "pong"}
+
+
+def _boom(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize(
+    "broken",
+    ["exobrain.http.chat.sessions.send_message", "exobrain.http.chat.frames.item"],
+    ids=["answering a frame", "sending an event"],
+)
+async def test_an_unexpected_failure_closes_with_1011_and_is_logged(
+    client: Client, broken: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Never an HTTP 500 written into the upgraded connection (the client would see 1002)."""
+    _, headers = await signed_in(client)
+    ws = await connect(client, headers)
+    monkeypatch.setattr(broken, _boom)
+    await ws.send_json(chat_send("hello"))
+    while (message := await ws.receive(timeout=10)).type is aiohttp.WSMsgType.TEXT:
+        assert message.json()["type"] == "chat.accepted", message  # the reader may answer first
+    assert message.type is aiohttp.WSMsgType.CLOSE, message
+    assert ws.close_code == 1011
+    [failure] = [r for r in caplog.records if r.name == "exobrain.http.chat.socket"]
+    assert failure.levelname == "ERROR"
+    assert failure.exc_info is not None and str(failure.exc_info[1]) == "boom"
 
 
 async def test_an_oversized_frame_closes_the_socket_with_1009(start_mock: StartMock) -> None:
@@ -438,6 +474,7 @@ async def test_a_slow_reader_is_dropped_and_every_answer_is_still_stored(
     client = await start_mock(
         main_agent_mock_messages_file=long_reply,
         chat_ws_outbox_max_bytes=256 * 1024,
+        chat_ws_write_timeout_seconds=600,  # the outbox overflows before a write times out
         chat_max_pending_turns=50,
         chat_rate_limit_per_minute=1000,
     )

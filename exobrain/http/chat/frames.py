@@ -1,47 +1,264 @@
 """The frames of ``/api/chat/ws`` (docs/websocket-protocol.md): client frames in, server frames out.
 
-Every frame is a JSON object with a ``type``. A client frame that cannot be
-understood becomes a :class:`FrameError` naming the problem, which the socket
-answers with an ``error`` frame and stays open.
+Every frame is a JSON object with a ``type``. The models below are the
+protocol's contract: client frames are parsed with them, and the AsyncAPI
+document and the frame tables of the protocol doc are generated from all of
+them (:mod:`.asyncapi`). A client frame that cannot be understood becomes a
+:class:`FrameError` naming the problem, which the socket answers with an
+``error`` frame and stays open. Server frames are encoded from plain dicts
+(the hot path); the tests check every frame the server sends against its model.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 import uuid
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model, field_validator
 
 from exobrain.actors.session import ActiveStream, Item, StreamEvent, StreamStarted, Subscribed
+from exobrain.agent.events import Event
 
 from .sessions import ChatMessage
 
+#: ``YYYY/MM/DD``: the journal day a message is stored under.
+JournalReference = Annotated[str, Field(pattern=r"^\d{4}/\d{2}/\d{2}$")]
+
+
+def frame_type(model: type[BaseModel]) -> str:
+    """The ``type`` a frame model stands for."""
+    (kind,) = typing.get_args(model.model_fields["type"].annotation)
+    return str(kind)
+
+
+# Client frames ------------------------------------------------------------------------------
+
 
 class ChatSend(ChatMessage):
+    """Send a message (at most `CHAT_MAX_MESSAGE_CHARS`); answered by `chat.accepted` once
+    it is stored. A retry with the same `client_message_id` answers the same stream."""
+
     type: Literal["chat.send"]
+
+    @field_validator("message")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain NUL (U+0000) characters")
+        return value
 
 
 class ChatCancel(BaseModel):
+    """Stop a turn; answered by `chat.cancelled`, then the stream ends with
+    `done {reason: "cancelled"}`."""
+
     type: Literal["chat.cancel"]
     stream_id: uuid.UUID
 
 
 class StreamResume(BaseModel):
+    """Follow a stream: answered by `stream.resumed`, then the stream's events after
+    `after_seq` (0 for all), then its live ones."""
+
     type: Literal["stream.resume"]
     stream_id: uuid.UUID
-    after_seq: int = Field(ge=0)
+    after_seq: int = Field(ge=0, strict=True, description="the last `seq` the client has")
 
 
 class Ping(BaseModel):
+    """An application-level round trip; answered by `pong`."""
+
     type: Literal["ping"]
 
 
+CLIENT_FRAMES: tuple[type[BaseModel], ...] = (ChatSend, ChatCancel, StreamResume, Ping)
 ClientFrame = ChatSend | ChatCancel | StreamResume | Ping
 _CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(
     Annotated[ClientFrame, Field(discriminator="type")]
 )
-_TYPES = frozenset(("chat.send", "chat.cancel", "stream.resume", "ping"))
+_TYPES = frozenset(frame_type(model) for model in CLIENT_FRAMES)
+
+
+# Server frames ------------------------------------------------------------------------------
+
+
+class AcceptedFrame(BaseModel):
+    """`chat.send` answered: the user message is durable in that day's journal and the turn
+    is queued."""
+
+    type: Literal["chat.accepted"]
+    client_message_id: uuid.UUID
+    stream_id: uuid.UUID
+    journal_reference: JournalReference
+
+
+class StartedFrame(BaseModel):
+    """A turn of the user starts, on every socket of the user (the sender's too, before or
+    after its `chat.accepted`), before the stream's first event: the question, for every tab."""
+
+    type: Literal["stream.started"]
+    stream_id: uuid.UUID
+    client_message_id: uuid.UUID
+    journal_reference: JournalReference
+    message: str
+
+
+class EventFrame(BaseModel):
+    """An event of a turn of the user, on every socket of the user, whichever instance holds
+    the socket and whichever runs the turn; `seq` is the same everywhere. `event` and `data`
+    are the SSE contract's; `done` comes exactly once, last."""
+
+    type: Literal["event"]
+    stream_id: uuid.UUID
+    seq: int = Field(ge=1, description="the event's number in its stream: 1, 2, 3, ...")
+    first_seq: int | None = Field(
+        default=None,
+        ge=1,
+        description="on merged `message_chunk` events only: the first number this one stands for",
+    )
+
+
+def _event_frame(event: type[Any]) -> type[EventFrame]:
+    """The ``event`` frame of one agent event, its ``data`` derived from the event's
+    dataclass (:mod:`exobrain.agent.events`), so that frame and payload cannot drift."""
+    name = next(field.default for field in dataclasses.fields(event) if field.name == "name")
+    hints = typing.get_type_hints(event)
+    members: dict[str, Any] = {key: (hint, ...) for key, hint in hints.items() if key != "name"}
+    doc = event.__doc__ or ""
+    data = create_model(
+        f"{event.__name__}Data",
+        __doc__=None if doc.startswith(f"{event.__name__}(") else doc,  # not a generated one
+        **members,
+    )
+    tag: Any = Literal[name]
+    return create_model(
+        f"{event.__name__}Event",
+        __base__=EventFrame,
+        __doc__=f"A `{name}` event of a turn.",
+        event=(tag, ...),
+        data=(data, ...),
+    )
+
+
+EVENT_FRAMES = tuple(_event_frame(event) for event in typing.get_args(Event))
+#: An ``event`` frame of any event name, told apart by ``event``.
+ANY_EVENT_FRAME: Any = Annotated[typing.Union[EVENT_FRAMES], Field(discriminator="event")]  # noqa: UP007
+
+
+class ActiveFrame(BaseModel):
+    """Right after connecting, once per turn under way (running or waiting); its events
+    follow only after `stream.resume`."""
+
+    type: Literal["stream.active"]
+    stream_id: uuid.UUID
+    seq: int = Field(ge=0, description="the turn's last event so far")
+
+
+class ResumedFrame(BaseModel):
+    """`stream.resume` answered: how far the stream is, and whether it has ended."""
+
+    type: Literal["stream.resumed"]
+    stream_id: uuid.UUID
+    seq: int = Field(ge=0)
+    finished: bool
+
+
+class CancelledFrame(BaseModel):
+    """`chat.cancel` answered: `cancelled` is false when the turn had already finished."""
+
+    type: Literal["chat.cancelled"]
+    stream_id: uuid.UUID
+    cancelled: bool
+
+
+class PongFrame(BaseModel):
+    """`ping` answered."""
+
+    type: Literal["pong"]
+
+
+#: Every ``code`` of an ``error`` frame, and what it means.
+ERROR_CODES: dict[str, str] = {
+    "malformed_json": "the frame is not JSON",
+    "invalid_frame": "not an object, or a missing or invalid member (`field` names it, e.g. "
+    "`client_message_id`)",
+    "unknown_type": 'a `type` this server does not know (`field: "type"`)',
+    "binary_not_supported": "a binary frame",
+    "stream_not_found": "no such stream of this user (never another user's)",
+    "rate_limited": "more than `CHAT_RATE_LIMIT_PER_MINUTE` messages this minute; `retry_after` "
+    "in seconds",
+    "too_many_pending": "`CHAT_MAX_PENDING_TURNS` turns already wait behind the running one; "
+    "`retry_after`",
+    "unavailable": "chat is restarting or a store it needs is down; retry after `retry_after` "
+    "seconds",
+    "shutting_down": "the server is stopping; reconnect to another instance",
+}
+
+
+class ErrorFrame(BaseModel):
+    """A frame could not be acted on; the socket stays open."""
+
+    type: Literal["error"]
+    code: str = Field(json_schema_extra={"enum": list(ERROR_CODES)})
+    message: str = Field(description="for people, not for programs")
+    field: str | None = Field(default=None, description="the member at fault, for bad frames")
+    client_message_id: uuid.UUID | None = Field(default=None, description="the refused message")
+    stream_id: uuid.UUID | None = Field(default=None, description="the stream concerned")
+    retry_after: int | None = Field(default=None, ge=0, description="seconds to wait")
+
+
+SERVER_FRAMES: tuple[type[BaseModel], ...] = (
+    AcceptedFrame,
+    StartedFrame,
+    EventFrame,
+    ActiveFrame,
+    ResumedFrame,
+    CancelledFrame,
+    PongFrame,
+    ErrorFrame,
+)
+
+#: Every close code a client may see, and (what it means, whether to reconnect).
+CLOSE_CODES: dict[int, tuple[str, str]] = {
+    1000: ("normal closure (the client closed)", "—"),
+    1001: (
+        "the server is shutting down; turns running then were stored first",
+        "yes, with backoff, to any instance; `stream.resume` from the last `seq` seen",
+    ),
+    1006: (
+        "no close frame: the peer vanished or missed heartbeats (`CHAT_WS_HEARTBEAT_SECONDS`, "
+        "no pong within half of it)",
+        "yes, with backoff",
+    ),
+    1007: ("a text frame that is not UTF-8", "yes, without that frame"),
+    1008: (
+        "flood: more frames than `CHAT_WS_MAX_FRAMES_PER_SECOND` (burst `CHAT_WS_FRAME_BURST`)",
+        "yes, after slowing down",
+    ),
+    1009: ("a frame larger than `CHAT_WS_MAX_FRAME_BYTES`", "yes, without that frame"),
+    1011: ("an unexpected server error (logged)", "yes, with backoff"),
+    1013: ("chat is restarting", "yes, after a moment"),
+    4001: (
+        "the credentials expired or were revoked (checked every `CHAT_WS_AUTH_RECHECK_SECONDS`)",
+        "after refreshing the token or logging in",
+    ),
+    4008: (
+        "the socket fell behind: more than `CHAT_WS_OUTBOX_MAX_BYTES` of events waited for it, "
+        "or it took no data for `CHAT_WS_WRITE_TIMEOUT_SECONDS`. The turn went on and was "
+        "stored; resume its stream on a new socket",
+        "yes",
+    ),
+    4009: (
+        "replaced: the user opened more sockets than allowed and this was the oldest",
+        "no, not automatically",
+    ),
+}
+
+
+# Parsing and encoding -----------------------------------------------------------------------
 
 
 class FrameError(Exception):

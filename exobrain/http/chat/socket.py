@@ -52,15 +52,13 @@ from .sessions import ChatRefused
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
-#: How long a close handshake may take before the connection is dropped.
-_CLOSE_TIMEOUT = 5.0
-
 
 class Close(enum.IntEnum):
     """The close codes this endpoint sends (documented in docs/websocket-protocol.md)."""
 
     GOING_AWAY = 1001  # the server is shutting down
     FLOOD = 1008  # more frames than the per-socket rate allows
+    INTERNAL_ERROR = 1011  # an unexpected exception (logged); never an HTTP answer in the socket
     TRY_AGAIN = 1013  # chat is restarting; reconnect after a moment
     UNAUTHORIZED = 4001  # the credentials expired or were revoked
     TOO_SLOW = 4008  # the socket fell too far behind its events
@@ -124,6 +122,7 @@ class ChatSocket:
         self._max_chars = settings.chat_max_message_chars
         self._recheck = settings.chat_ws_auth_recheck_seconds
         self._outbox_limit = settings.chat_ws_outbox_max_bytes
+        self._write_timeout = settings.chat_ws_write_timeout_seconds
         self._budget = _FrameBudget(
             settings.chat_ws_max_frames_per_second, settings.chat_ws_frame_burst
         )
@@ -131,6 +130,7 @@ class ChatSocket:
         self._relays: set[asyncio.Task[None]] = set()
         self._manager: pykka.ActorRef[Any] | None = None
         self._ending: tuple[Close, str] | None = None
+        self._closing: asyncio.Task[None] | None = None
         self.closed = asyncio.Event()
 
     def end(self, code: Close, reason: str) -> None:
@@ -146,13 +146,20 @@ class ChatSocket:
             await self._read()
         except ChatRefused as exc:
             await self._close(Close.TRY_AGAIN, exc.message)
+        except SubscriberTooSlow:
+            await self._drop_slow()
         except ConnectionError:
             log.debug("chat socket of %s went away", self.user_id)
+        except Exception as exc:
+            await self._fail(exc)
         finally:
             for task in [*self._relays, *([writer] if writer is not None else [])]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self._closing is not None:
+                await self._closing
+            self._cut_off_if_stuck()
             await self._detach()
             self.closed.set()
 
@@ -180,14 +187,49 @@ class ChatSocket:
                 tell(self._manager, DetachFrom(self.user_id, self._sink))
         await self._app[FEEDS].detach(self.user_id, self._sink)
 
+    async def _drop_slow(self) -> None:
+        """The turns go on and are stored; the client resumes their streams on a new socket."""
+        if self._closing is None:
+            log.info("chat socket of %s fell behind: closing it with 4008", self.user_id)
+        await self._close(Close.TOO_SLOW, "too slow to keep up")
+
+    async def _fail(self, exc: Exception) -> None:
+        """An unexpected exception: logged, and a close frame (never an HTTP 500 written into
+        the upgraded connection); the client reconnects and resumes."""
+        log.error("chat socket of %s failed", self.user_id, exc_info=exc)
+        await self._close(Close.INTERNAL_ERROR, "internal error")
+
     async def _close(self, code: Close, reason: str) -> None:
-        """Close politely; a peer that does not take the close frame in time is cut off."""
+        """Close once, in a task of its own: cancelling the task that asked (the reader and
+        the writer end each other) does not cut the close handshake short."""
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close_politely(code, reason))
+        await asyncio.shield(self._closing)
+
+    async def _close_politely(self, code: Close, reason: str) -> None:
+        """A peer that takes nothing for the write timeout, close frame included, is cut off."""
         try:
-            async with asyncio.timeout(_CLOSE_TIMEOUT):
+            async with asyncio.timeout(self._write_timeout):
                 await self._ws.close(code=code, message=reason.encode())
         except TimeoutError:
             if self._request.transport is not None:
                 self._request.transport.abort()
+
+    def _cut_off_if_stuck(self) -> None:
+        """A connection closes once its last bytes are sent: one whose peer never reads would
+        stay open forever (with its buffer), so it is cut off after the write timeout."""
+        transport = self._request.transport
+        if transport is not None:
+            asyncio.get_running_loop().call_later(self._write_timeout, _abort_if_unsent, transport)
+
+    async def _send(self, text: str) -> None:
+        """Send one frame. Sending waits while the connection's buffers are full; a peer that
+        takes nothing for the write timeout is too slow, whether or not it keeps sending."""
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                await self._ws.send_str(text)
+        except TimeoutError:
+            raise SubscriberTooSlow from None
 
     async def _read(self) -> None:
         async for message in self._ws:
@@ -197,24 +239,22 @@ class ChatSocket:
             if message.type is WSMsgType.TEXT:
                 await self._answer(message.data)
             elif message.type is WSMsgType.BINARY:
-                await self._ws.send_str(
-                    frames.error("binary_not_supported", "frames are JSON text frames")
-                )
+                await self._send(frames.error("binary_not_supported", "frames are JSON text"))
 
     async def _answer(self, text: str) -> None:
         try:
             frame = frames.parse(text, max_chars=self._max_chars)
         except FrameError as exc:
-            await self._ws.send_str(frames.error(exc.code, exc.message, field=exc.field))
+            await self._send(frames.error(exc.code, exc.message, field=exc.field))
             return
         about: dict[str, Any] = {
             "client_message_id": getattr(frame, "client_message_id", None),
             "stream_id": getattr(frame, "stream_id", None),
         }
         try:
-            await self._ws.send_str(await self._act(frame))
+            await self._send(await self._act(frame))
         except ChatRefused as exc:
-            await self._ws.send_str(
+            await self._send(
                 frames.error(exc.code, exc.message, retry_after=exc.retry_after, **about)
             )
 
@@ -239,16 +279,26 @@ class ChatSocket:
                 if reader is not None:  # owned elsewhere: relayed from the chat log
                     relay = asyncio.create_task(streams.relay(reader, self._sink))
                     self._relays.add(relay)
-                    relay.add_done_callback(self._relays.discard)
+                    relay.add_done_callback(self._relayed)
                 return frames.resumed(stream_id, subscribed)
+
+    def _relayed(self, relay: asyncio.Task[None]) -> None:
+        self._relays.discard(relay)
+        if not relay.cancelled() and (exc := relay.exception()) is not None:
+            log.error("relaying a stream to chat socket of %s failed", self.user_id, exc_info=exc)
+            self.end(Close.INTERNAL_ERROR, "internal error")
 
     async def _write(self) -> None:
         try:
             await self._pump()
+        except SubscriberTooSlow:
+            await self._drop_slow()
         except ChatRefused as exc:  # the restarting session manager could not be reached
             await self._close(Close.TRY_AGAIN, exc.message)
         except ConnectionError:
             log.debug("chat socket of %s went away while sending", self.user_id)
+        except Exception as exc:
+            await self._fail(exc)
 
     async def _pump(self) -> None:
         """Send events as they come; re-check credentials when quiet; close when told to."""
@@ -257,9 +307,6 @@ class ChatSocket:
         while True:
             try:
                 events = await self._sink.next(max(0.0, recheck_at - loop.time()))
-            except SubscriberTooSlow:
-                await self._close(Close.TOO_SLOW, "too slow to keep up")
-                return
             except SessionEnded:
                 if self._ending is None and not self._app[SOCKETS].closing:
                     await self._attach()  # the session manager restarted: attach to its successor
@@ -267,7 +314,7 @@ class ChatSocket:
                 await self._close(*(self._ending or (Close.GOING_AWAY, "server shutting down")))
                 return
             for entry in events:
-                await self._ws.send_str(frames.item(entry))
+                await self._send(frames.item(entry))
             if loop.time() >= recheck_at:
                 if not await self._still_authenticated():
                     await self._close(Close.UNAUTHORIZED, "credentials expired or revoked")
@@ -283,6 +330,11 @@ class ChatSocket:
         except (redis.RedisError, asyncpg.PostgresError, OSError) as exc:
             log.warning("credential re-check of a chat socket skipped: %s", exc)
         return True
+
+
+def _abort_if_unsent(transport: asyncio.Transport) -> None:
+    if transport.get_write_buffer_size():
+        transport.abort()
 
 
 def _check_origin(request: web.Request) -> None:
