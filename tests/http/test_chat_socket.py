@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import logging
 import os
 import socket
 import sys
@@ -15,13 +17,16 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from auth_support import Client, create_account, login_tokens, start
+from aiohttp.test_utils import get_port_socket
+from auth_support import Client, auth_settings, create_account, login_tokens, start
 from test_chat import eventually_stored, send, signed_in, stored
 from test_chat_sessions import session_of, sessions_running
 
 from exobrain.actors.session.messages import TurnEvents
 from exobrain.agent.mock import load_messages
 from exobrain.config import Settings
+from exobrain.http import create_app
+from exobrain.http.chat.socket import SOCKETS
 from exobrain.supervision import tell
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))
@@ -130,6 +135,46 @@ async def unread_socket(client: Client, headers: dict[str, str]) -> socket.socke
         head += await loop.sock_recv(raw, 1)
     assert head.startswith(b"HTTP/1.1 101"), head
     return raw
+
+
+def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One frame as a client sends it: final, masked (RFC 6455 5.3)."""
+    mask = os.urandom(4)
+    size = len(payload)
+    if size < 126:
+        length = bytes([0x80 | size])
+    elif size < 1 << 16:
+        length = bytes([0x80 | 126]) + size.to_bytes(2, "big")
+    else:
+        length = bytes([0x80 | 127]) + size.to_bytes(8, "big")
+    masked = bytes(byte ^ mask[at % 4] for at, byte in enumerate(payload))
+    return bytes([0x80 | opcode]) + length + mask + masked
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.02)
+
+
+async def keep_pinging(raw: socket.socket) -> None:
+    """Send ``ping`` frames as fast as the connection takes them, until it is cut off."""
+    loop = asyncio.get_running_loop()
+    ping = client_frame(b'{"type": "ping"}')
+    with contextlib.suppress(ConnectionError):
+        while True:
+            await loop.sock_sendall(raw, ping)
+            await asyncio.sleep(0)  # a send the kernel takes at once does not yield
+
+
+async def read_to_end(raw: socket.socket) -> None:
+    """Read until the server closed or reset the connection."""
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(ConnectionResetError):
+        while await asyncio.wait_for(loop.sock_recv(raw, 1 << 16), 10):
+            pass
 
 
 async def close_code_of(raw: socket.socket) -> int:
@@ -361,7 +406,8 @@ async def test_an_unexpected_failure_closes_with_1011_and_is_logged(
     assert ws.close_code == 1011
     [failure] = [r for r in caplog.records if r.name == "exobrain.http.chat.socket"]
     assert failure.levelname == "ERROR"
-    assert failure.exc_info is not None and str(failure.exc_info[1]) == "boom"
+    assert failure.exc_info is not None
+    assert str(failure.exc_info[1]) == "boom"
 
 
 async def test_an_oversized_frame_closes_the_socket_with_1009(start_mock: StartMock) -> None:
@@ -491,6 +537,52 @@ async def test_a_slow_reader_is_dropped_and_every_answer_is_still_stored(
     assert await close_code_of(slow) == 4008
     rows = await eventually_stored(client, account, 2 * turns)
     assert [row["role"] for row in rows] == ["user", "assistant"] * turns
+
+
+def small_send_buffers(host: str, port: int, family: socket.AddressFamily) -> socket.socket:
+    """The test server's listening socket: the connections it accepts inherit a small kernel
+    send buffer (without autotuning, which lets one grow to megabytes on loopback)."""
+    listener = get_port_socket(host, port, family)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+    return listener
+
+
+@pytest.mark.parametrize("keeps_sending", [False, True], ids=["silent", "sending"])
+async def test_a_socket_that_never_reads_is_closed_with_4008_and_cut_off(
+    aiohttp_client: AiohttpClient,
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    keeps_sending: bool,
+) -> None:
+    """Its sends wait on full buffers (the outbox is too large to overflow here), and its own
+    frames, if it keeps sending, must not keep it alive."""
+    caplog.set_level(logging.INFO, logger="exobrain.http.chat.socket")
+    long_reply = tmp_path / "long.md"
+    long_reply.write_text("lorem " * 50_000 + "\n")  # 300 KB, far more than the buffers hold
+    settings = auth_settings(
+        make_settings,
+        main_agent_use_mock=True,
+        main_agent_mock_messages_file=long_reply,
+        chat_ws_outbox_max_bytes=64 * 1024 * 1024,
+        chat_ws_write_timeout_seconds=0.5,
+        chat_ws_max_frames_per_second=10_000,
+        chat_ws_frame_burst=100_000,
+    )
+    client: Client = await aiohttp_client(
+        create_app(settings), server_kwargs={"socket_factory": small_send_buffers}
+    )
+    account, headers = await signed_in(client)
+    raw = await unread_socket(client, headers)
+    with raw:
+        sender = asyncio.create_task(keep_pinging(raw) if keeps_sending else asyncio.sleep(0))
+        assert (await send(client, headers, "tell me everything")).status == 200
+        await until(lambda: not client.app[SOCKETS], "the server let go of the socket")
+        assert "fell behind: closing it with 4008" in caplog.text
+        await read_to_end(raw)  # ends: the server cut the connection off though nothing was read
+        await sender
+    rows = await eventually_stored(client, account, 2)  # the turn went on and was stored
+    assert len(rows[1]["content"]) == len(long_reply.read_text().strip())
 
 
 async def test_shutdown_stores_the_running_turn_then_closes_sockets_with_1001(

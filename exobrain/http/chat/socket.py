@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -51,6 +52,14 @@ from .sessions import ChatRefused
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+#: aiohttp's own flow control is off (its writer never waits for the connection to drain):
+#: every sender waits on one shared future there, which one cancelled wait (a timeout, or
+#: the heartbeat's ping cancelled by a close) cancels for all. ``ChatSocket._send`` waits.
+_NO_WRITER_LIMIT = sys.maxsize
+
+#: How often a socket whose peer does not keep up looks whether its buffer drained.
+_DRAIN_POLL = 0.02
 
 
 class Close(enum.IntEnum):
@@ -207,10 +216,10 @@ class ChatSocket:
         await asyncio.shield(self._closing)
 
     async def _close_politely(self, code: Close, reason: str) -> None:
-        """A peer that takes nothing for the write timeout, close frame included, is cut off."""
+        """A peer that does not answer the close frame within the write timeout is cut off."""
         try:
             async with asyncio.timeout(self._write_timeout):
-                await self._ws.close(code=code, message=reason.encode())
+                await self._ws.close(code=code, message=reason.encode(), drain=False)
         except TimeoutError:
             if self._request.transport is not None:
                 self._request.transport.abort()
@@ -223,13 +232,21 @@ class ChatSocket:
             asyncio.get_running_loop().call_later(self._write_timeout, _abort_if_unsent, transport)
 
     async def _send(self, text: str) -> None:
-        """Send one frame. Sending waits while the connection's buffers are full; a peer that
-        takes nothing for the write timeout is too slow, whether or not it keeps sending."""
-        try:
-            async with asyncio.timeout(self._write_timeout):
-                await self._ws.send_str(text)
-        except TimeoutError:
-            raise SubscriberTooSlow from None
+        """Send one frame, after what waits unsent went below the connection's low-water mark
+        if it was above its high one; a peer that does not take it down within the write
+        timeout is too slow, whether or not it keeps sending."""
+        transport = self._request.transport
+        if transport is None:
+            raise ConnectionResetError("the chat socket's connection is gone")
+        low, high = transport.get_write_buffer_limits()
+        if transport.get_write_buffer_size() > high:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._write_timeout
+            while transport.get_write_buffer_size() > low:
+                if loop.time() >= deadline:
+                    raise SubscriberTooSlow
+                await asyncio.sleep(_DRAIN_POLL)
+        await self._ws.send_str(text)  # never waits: aiohttp's own flow control is off
 
     async def _read(self) -> None:
         async for message in self._ws:
@@ -363,7 +380,9 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     if sockets.closing:
         raise JsonError(503, "the server is shutting down", headers={"Retry-After": "1"})
     ws = web.WebSocketResponse(
-        heartbeat=settings.chat_ws_heartbeat_seconds, max_msg_size=settings.chat_ws_max_frame_bytes
+        heartbeat=settings.chat_ws_heartbeat_seconds,
+        max_msg_size=settings.chat_ws_max_frame_bytes,
+        writer_limit=_NO_WRITER_LIMIT,
     )
     await ws.prepare(request)
     socket = ChatSocket(request, ws, principal)
