@@ -159,13 +159,12 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 30.0)
         await asyncio.sleep(0.02)
 
 
-async def keep_pinging(raw: socket.socket) -> None:
-    """Send ``ping`` frames as fast as the connection takes them, until it is cut off."""
+async def keep_sending(raw: socket.socket, frame: bytes) -> None:
+    """Send ``frame`` again and again as fast as the connection takes it, until cut off."""
     loop = asyncio.get_running_loop()
-    ping = client_frame(b'{"type": "ping"}')
     with contextlib.suppress(ConnectionError):
         while True:
-            await loop.sock_sendall(raw, ping)
+            await loop.sock_sendall(raw, frame)
             await asyncio.sleep(0)  # a send the kernel takes at once does not yield
 
 
@@ -410,6 +409,14 @@ async def test_an_unexpected_failure_closes_with_1011_and_is_logged(
     assert str(failure.exc_info[1]) == "boom"
 
 
+async def test_websocket_pings_are_answered(client: Client) -> None:
+    _, headers = await signed_in(client)
+    ws = await client.ws_connect(WS, headers=headers, autoping=False)
+    await ws.ping(b"hello")
+    pong = await ws.receive(timeout=10)
+    assert (pong.type, pong.data) == (aiohttp.WSMsgType.PONG, b"hello")
+
+
 async def test_an_oversized_frame_closes_the_socket_with_1009(start_mock: StartMock) -> None:
     client = await start_mock(chat_ws_max_frame_bytes=4096)
     _, headers = await signed_in(client)
@@ -547,42 +554,62 @@ def small_send_buffers(host: str, port: int, family: socket.AddressFamily) -> so
     return listener
 
 
-@pytest.mark.parametrize("keeps_sending", [False, True], ids=["silent", "sending"])
+@pytest.fixture
+def start_cramped(
+    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
+) -> StartMock:
+    """Starts the app with the mock agent, these overrides and small kernel send buffers."""
+
+    async def started(**overrides: Any) -> Client:
+        settings = auth_settings(make_settings, main_agent_use_mock=True, **overrides)
+        client: Client = await aiohttp_client(
+            create_app(settings), server_kwargs={"socket_factory": small_send_buffers}
+        )
+        return client
+
+    return started
+
+
+JSON_PING, WEBSOCKET_PING = client_frame(b'{"type": "ping"}'), client_frame(b"hi", opcode=0x9)
+
+
+@pytest.mark.parametrize(
+    ("sending", "turn"),
+    [(None, True), (JSON_PING, True), (JSON_PING, False), (WEBSOCKET_PING, False)],
+    ids=["silent during a turn", "pinging during a turn", "pinging", "sending WebSocket pings"],
+)
 async def test_a_socket_that_never_reads_is_closed_with_4008_and_cut_off(
-    aiohttp_client: AiohttpClient,
-    make_settings: Callable[..., Settings],
+    start_cramped: StartMock,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
-    keeps_sending: bool,
+    sending: bytes | None,
+    turn: bool,
 ) -> None:
-    """Its sends wait on full buffers (the outbox is too large to overflow here), and its own
-    frames, if it keeps sending, must not keep it alive."""
+    """Its sends wait on full buffers (the outbox is too large to overflow here); what it
+    sends must not keep it alive, nor the answers to it pile up in the server."""
     caplog.set_level(logging.INFO, logger="exobrain.http.chat.socket")
     long_reply = tmp_path / "long.md"
     long_reply.write_text("lorem " * 50_000 + "\n")  # 300 KB, far more than the buffers hold
-    settings = auth_settings(
-        make_settings,
-        main_agent_use_mock=True,
+    client = await start_cramped(
         main_agent_mock_messages_file=long_reply,
         chat_ws_outbox_max_bytes=64 * 1024 * 1024,
         chat_ws_write_timeout_seconds=0.5,
         chat_ws_max_frames_per_second=10_000,
         chat_ws_frame_burst=100_000,
     )
-    client: Client = await aiohttp_client(
-        create_app(settings), server_kwargs={"socket_factory": small_send_buffers}
-    )
     account, headers = await signed_in(client)
     raw = await unread_socket(client, headers)
     with raw:
-        sender = asyncio.create_task(keep_pinging(raw) if keeps_sending else asyncio.sleep(0))
-        assert (await send(client, headers, "tell me everything")).status == 200
+        sender = asyncio.create_task(keep_sending(raw, sending) if sending else asyncio.sleep(0))
+        if turn:
+            assert (await send(client, headers, "tell me everything")).status == 200
         await until(lambda: not client.app[SOCKETS], "the server let go of the socket")
         assert "fell behind: closing it with 4008" in caplog.text
         await read_to_end(raw)  # ends: the server cut the connection off though nothing was read
         await sender
-    rows = await eventually_stored(client, account, 2)  # the turn went on and was stored
-    assert len(rows[1]["content"]) == len(long_reply.read_text().strip())
+    if turn:
+        rows = await eventually_stored(client, account, 2)  # the turn went on and was stored
+        assert len(rows[1]["content"]) == len(long_reply.read_text().strip())
 
 
 async def test_shutdown_stores_the_running_turn_then_closes_sockets_with_1001(

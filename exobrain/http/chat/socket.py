@@ -55,7 +55,8 @@ routes = web.RouteTableDef()
 
 #: aiohttp's own flow control is off (its writer never waits for the connection to drain):
 #: every sender waits on one shared future there, which one cancelled wait (a timeout, or
-#: the heartbeat's ping cancelled by a close) cancels for all. ``ChatSocket._send`` waits.
+#: the heartbeat's ping cancelled by a close) cancels for all. ``ChatSocket._room`` waits
+#: instead, for frames and for the pongs that answer client pings (autoping is off too).
 _NO_WRITER_LIMIT = sys.maxsize
 
 #: How often a socket whose peer does not keep up looks whether its buffer drained.
@@ -232,9 +233,13 @@ class ChatSocket:
             asyncio.get_running_loop().call_later(self._write_timeout, _abort_if_unsent, transport)
 
     async def _send(self, text: str) -> None:
-        """Send one frame, after what waits unsent went below the connection's low-water mark
-        if it was above its high one; a peer that does not take it down within the write
-        timeout is too slow, whether or not it keeps sending."""
+        await self._room()
+        await self._ws.send_str(text)  # never waits: aiohttp's own flow control is off
+
+    async def _room(self) -> None:
+        """Wait, if more than the connection's high-water mark waits unsent, until it went
+        below the low one; a peer that does not take it down within the write timeout is too
+        slow, whether or not it keeps sending."""
         transport = self._request.transport
         if transport is None:
             raise ConnectionResetError("the chat socket's connection is gone")
@@ -246,7 +251,6 @@ class ChatSocket:
                 if loop.time() >= deadline:
                     raise SubscriberTooSlow
                 await asyncio.sleep(_DRAIN_POLL)
-        await self._ws.send_str(text)  # never waits: aiohttp's own flow control is off
 
     async def _read(self) -> None:
         async for message in self._ws:
@@ -255,6 +259,9 @@ class ChatSocket:
                 return
             if message.type is WSMsgType.TEXT:
                 await self._answer(message.data)
+            elif message.type is WSMsgType.PING:  # answered here, to count and flow-control it
+                await self._room()
+                await self._ws.pong(message.data)
             elif message.type is WSMsgType.BINARY:
                 await self._send(frames.error("binary_not_supported", "frames are JSON text"))
 
@@ -383,6 +390,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         heartbeat=settings.chat_ws_heartbeat_seconds,
         max_msg_size=settings.chat_ws_max_frame_bytes,
         writer_limit=_NO_WRITER_LIMIT,
+        autoping=False,
     )
     await ws.prepare(request)
     socket = ChatSocket(request, ws, principal)
