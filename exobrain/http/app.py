@@ -12,6 +12,7 @@ from exobrain.metrics import Metrics
 from . import actors, health, ops, resources, user_configs
 from .auth import setup_auth
 from .chat import ownership_ctx, session_ticker_ctx, setup_chat, setup_chat_socket
+from .chat.asyncapi import setup_asyncapi
 from .docs import setup_docs
 from .errors import error_middleware
 from .journal import setup_journal
@@ -52,4 +53,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_routes(user_configs.routes)
     if settings.is_local:
         setup_docs(app)
+        setup_asyncapi(app)
     return app

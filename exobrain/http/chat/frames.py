@@ -17,7 +17,15 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 
 from exobrain.actors.session import ActiveStream, Item, StreamEvent, StreamStarted, Subscribed
 from exobrain.agent.events import Event
@@ -25,21 +33,29 @@ from exobrain.agent.events import Event
 from .sessions import ChatMessage
 
 #: ``YYYY/MM/DD``: the journal day a message is stored under.
-JournalReference = Annotated[str, Field(pattern=r"^\d{4}/\d{2}/\d{2}$")]
+JournalReference = Annotated[str, Field(pattern=r"^\d{4}/\d{2}/\d{2}$", examples=["2026/11/24"])]
 
 
-def frame_type(model: type[BaseModel]) -> str:
-    """The ``type`` a frame model stands for."""
-    (kind,) = typing.get_args(model.model_fields["type"].annotation)
+def frame_type(model: type[BaseModel], member: str = "type") -> str:
+    """The ``type`` a frame model stands for (or the value of another tag, ``event``)."""
+    (kind,) = typing.get_args(model.model_fields[member].annotation)
     return str(kind)
 
 
 # Client frames ------------------------------------------------------------------------------
 
 
+def _message_schema(schema: dict[str, Any]) -> None:
+    message = schema["properties"]["message"]
+    message.update(minLength=1, pattern="^[^\\u0000]*$", description="not blank, no NUL")
+
+
 class ChatSend(ChatMessage):
-    """Send a message (at most `CHAT_MAX_MESSAGE_CHARS`); answered by `chat.accepted` once
-    it is stored. A retry with the same `client_message_id` answers the same stream."""
+    """Send a message (not blank, no NUL, at most `CHAT_MAX_MESSAGE_CHARS`); answered by
+    `chat.accepted` once it is stored. A retry with the same `client_message_id` answers the
+    same stream."""
+
+    model_config = ConfigDict(json_schema_extra=_message_schema)
 
     type: Literal["chat.send"]
 
@@ -220,6 +236,14 @@ SERVER_FRAMES: tuple[type[BaseModel], ...] = (
     PongFrame,
     ErrorFrame,
 )
+
+#: Each client frame's answer (or an ``error`` frame instead).
+ANSWERS: dict[type[BaseModel], type[BaseModel]] = {
+    ChatSend: AcceptedFrame,
+    ChatCancel: CancelledFrame,
+    StreamResume: ResumedFrame,
+    Ping: PongFrame,
+}
 
 #: Every close code a client may see, and (what it means, whether to reconnect).
 CLOSE_CODES: dict[int, tuple[str, str]] = {
