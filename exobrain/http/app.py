@@ -12,6 +12,7 @@ from exobrain.metrics import Metrics
 from . import actors, health, ops, resources, user_configs
 from .auth import setup_auth
 from .chat import ownership_ctx, session_ticker_ctx, setup_chat, setup_chat_socket
+from .csrf import csrf_middleware
 from .docs import setup_docs
 from .errors import error_middleware
 from .journal import setup_journal
@@ -24,7 +25,8 @@ MAX_REQUEST_BYTES = 1024 * 1024
 def create_app(settings: Settings) -> web.Application:
     """Build the application; resources start and stop with it, in order."""
     app = web.Application(
-        middlewares=[ops.metrics_middleware, error_middleware], client_max_size=MAX_REQUEST_BYTES
+        middlewares=[ops.metrics_middleware, error_middleware, csrf_middleware],
+        client_max_size=MAX_REQUEST_BYTES,
     )
     app[resources.SETTINGS] = settings
     app[health.READINESS] = health.Readiness(settings.readiness_timeout_seconds)
