@@ -29,7 +29,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_REQUEST_BYTES,
     )
     app[resources.SETTINGS] = settings
-    app[health.READINESS] = health.Readiness(settings.readiness_timeout_seconds)
+    app[health.READINESS] = health.Readiness(settings.readiness_timeout_seconds, ops.sees_details)
     app[actors.METRICS] = Metrics()
     app[actors.FATAL] = asyncio.Event()
     children: list[actors.ChildFactory] = [actors.journal_child]

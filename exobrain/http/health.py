@@ -2,7 +2,9 @@
 
 ``/healthz`` answers as long as the event loop turns. ``/readyz`` asks every
 registered dependency at once, each within ``READINESS_TIMEOUT_SECONDS``, and
-answers 503 naming what is not ready.
+answers 503 naming what is not ready. Why a check failed (hosts, ports, driver
+messages) and how long it took are shown only to operators: anyone else sees a
+status per dependency.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ Check = Callable[[], Awaitable[None]]
 class Readiness:
     """The registry of readiness checks; resources add theirs when they start."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, sees_details: Callable[[web.Request], bool]) -> None:
         self.timeout = timeout
+        #: Whether a request may see each check's error and latency.
+        self.sees_details = sees_details
         self._checks: dict[str, Check] = {}
 
     def add(self, name: str, check: Check) -> None:
@@ -63,8 +67,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness of every dependency; 503 names the ones that are not ready."""
-    ready, checks = await request.app[READINESS].report()
+    """Readiness of every dependency; 503 names the ones that are not ready.
+
+    Each check's error and latency only under `APP_ENV=local` or with the ops token."""
+    readiness = request.app[READINESS]
+    ready, checks = await readiness.report()
+    if not readiness.sees_details(request):
+        checks = {name: {"status": check["status"]} for name, check in checks.items()}
     return json_response(
         {"status": "ok" if ready else "unavailable", "checks": checks},
         status=200 if ready else 503,

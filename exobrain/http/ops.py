@@ -49,10 +49,26 @@ def _authorize(request: web.Request) -> None:
         if settings.is_local:
             return
         raise JsonError(403, "ops endpoints are disabled: set OPS_TOKEN")
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    expected = settings.ops_token.get_secret_value()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected.encode()):
+    if not presents_ops_token(request):
         raise JsonError(401, "ops token required", headers={"WWW-Authenticate": "Bearer"})
+
+
+def sees_details(request: web.Request) -> bool:
+    """Whether the request may see operator detail such as readiness errors (hosts, ports,
+    driver messages): under ``APP_ENV=local``, or with the ops token."""
+    return request.app[SETTINGS].is_local or presents_ops_token(request)
+
+
+def presents_ops_token(request: web.Request) -> bool:
+    """Whether the request carries ``Authorization: Bearer $OPS_TOKEN`` (False when unset)."""
+    token = request.app[SETTINGS].ops_token
+    if token is None:
+        return False
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.encode(errors="surrogateescape"), expected
+    )
 
 
 @routes.get("/api/ops/actors")
