@@ -43,18 +43,24 @@ async def device_token(client: Client, address: str, account: Account) -> str:
 
 
 async def browser_login(
-    client: Client, address: str, account: Account, password: str, device_cookie: str | None
+    client: Client, address: str, account: Account, device_cookie: str | None
 ) -> tuple[int, str | None]:
-    """A browser's login (session mode) with its device cookie: status, the new device cookie."""
+    """A browser's login (session mode, the right password) with its device cookie: status,
+    the new device cookie."""
     connector = aiohttp.TCPConnector(local_addr=(address, 0))
     cookies = {} if device_cookie is None else {"exobrain_device": device_cookie}
-    body = {"email": account.email, "password": password}
+    body = {"email": account.email, "password": account.password}
     async with (
         aiohttp.ClientSession(connector=connector, cookies=cookies) as session,
         session.post(client.make_url(LOGIN), json=body) as response,
     ):
         cookie = response.cookies.get("exobrain_device")
         return response.status, None if cookie is None else cookie.value
+
+
+async def right_password(client: Client, address: str, account: Account, **fields: str) -> int:
+    """The status of a login from ``address`` with the account's own password."""
+    return (await login_from(client, address, account.email, account.password, **fields))[0]
 
 
 async def fail(client: Client, address: str, email: str, times: int, **fields: str) -> None:
@@ -69,7 +75,7 @@ async def test_an_attacker_hammering_an_email_cannot_lock_out_the_owners_known_d
     client = await throttled(aiohttp_client, make_settings)
     owner = await create_account(client)
     token = await device_token(client, "127.0.0.2", owner)
-    status, cookie = await browser_login(client, "127.0.0.2", owner, owner.password, None)
+    status, cookie = await browser_login(client, "127.0.0.2", owner, None)
     assert status == 200
     assert cookie is not None
 
@@ -87,7 +93,7 @@ async def test_an_attacker_hammering_an_email_cannot_lock_out_the_owners_known_d
     )
     assert status == 200, body
     assert body["device_token"] != token  # a new one after every login
-    status, renewed = await browser_login(client, "127.0.0.2", owner, owner.password, cookie)
+    status, renewed = await browser_login(client, "127.0.0.2", owner, cookie)
     assert status == 200
     assert renewed not in (None, cookie)
 
@@ -105,13 +111,9 @@ async def test_a_known_devices_failures_lock_that_device_only(
     assert status == 429
     assert retry_after is not None
 
-    status, _, _ = await login_from(
-        client, "127.0.0.5", owner.email, owner.password, device_token=kept
-    )
-    assert status == 200
+    assert await right_password(client, "127.0.0.5", owner, device_token=kept) == 200
     # The device's failures counted against neither the pair nor the email.
-    status, _, _ = await login_from(client, "127.0.0.5", owner.email, owner.password)
-    assert status == 200
+    assert await right_password(client, "127.0.0.5", owner) == 200
 
 
 async def test_many_users_behind_one_address_can_still_log_in(
@@ -121,12 +123,11 @@ async def test_many_users_behind_one_address_can_still_log_in(
     office = "127.0.0.6"
     careless, *others = [await create_account(client) for _ in range(11)]
     await fail(client, office, careless.email, 3)
-    assert (await login_from(client, office, careless.email, careless.password))[0] == 429
+    assert await right_password(client, office, careless) == 429
     # Twenty more failures from the same address, two per person: each then logs in.
     for account in others:
         await fail(client, office, account.email, 2)
-        status, body, _ = await login_from(client, office, account.email, account.password)
-        assert status == 200, body
+        assert await right_password(client, office, account) == 200
 
 
 async def test_the_address_limit_still_stops_spraying(
@@ -145,12 +146,9 @@ async def test_the_address_limit_still_stops_spraying(
         status, _, retry_after = await login_from(client, "127.0.0.8", email, password)
         assert status == 429, email
         assert retry_after is not None
-    assert (await login_from(client, "127.0.0.9", account.email, account.password))[0] == 200
+    assert await right_password(client, "127.0.0.9", account) == 200
     # A device token is good for its own account only, so it cannot spray: it is exempt.
-    status, _, _ = await login_from(
-        client, "127.0.0.8", account.email, account.password, device_token=token
-    )
-    assert status == 200
+    assert await right_password(client, "127.0.0.8", account, device_token=token) == 200
 
 
 async def test_a_forged_expired_or_other_users_device_token_gives_no_exemption(
@@ -175,17 +173,11 @@ async def test_a_forged_expired_or_other_users_device_token_gives_no_exemption(
         "garbage": "not.a.token",
     }
     for name, token in invalid.items():
-        status, _, _ = await login_from(
-            client, "127.0.0.10", victim.email, victim.password, device_token=token
-        )
-        assert status == 429, name
-        status, _ = await browser_login(client, "127.0.0.10", victim, victim.password, token)
+        assert await right_password(client, "127.0.0.10", victim, device_token=token) == 429, name
+        status, _ = await browser_login(client, "127.0.0.10", victim, token)
         assert status == 429, name
 
-    status, _, _ = await login_from(
-        client, "127.0.0.10", victim.email, victim.password, device_token=genuine
-    )
-    assert status == 200
+    assert await right_password(client, "127.0.0.10", victim, device_token=genuine) == 200
 
 
 async def test_a_throttled_login_says_when_to_retry(
@@ -209,11 +201,11 @@ async def test_a_success_clears_its_pair_but_not_the_email(
     client = await throttled(aiohttp_client, make_settings)
     account = await create_account(client)
     await fail(client, "127.0.0.14", account.email, 2)
-    assert (await login_from(client, "127.0.0.14", account.email, account.password))[0] == 200
+    assert await right_password(client, "127.0.0.14", account) == 200
     await fail(client, "127.0.0.14", account.email, 2)  # without the reset: the pair's 4th
     # The email counted all four: one more failure anywhere locks unknown clients out.
     await fail(client, "127.0.0.15", account.email, 1)
-    assert (await login_from(client, "127.0.0.16", account.email, account.password))[0] == 429
+    assert await right_password(client, "127.0.0.16", account) == 429
 
 
 @pytest.mark.parametrize("known_device", [False, True])
