@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))
 from fake_provider import FakeProvider, Stream, serve, text
 
 AiohttpClient = Callable[..., Any]
-MOCK_REPLIES = load_messages(None)
+MOCK_REPLIES = {reply.text for reply in load_messages(None)}
 
 
 async def signed_in(client: Client) -> tuple[Account, dict[str, str]]:

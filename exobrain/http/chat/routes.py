@@ -30,8 +30,8 @@ from exobrain.actors.session import (
     Subscription,
     Tick,
 )
-from exobrain.agent.mock import MockReplies, load_messages
-from exobrain.agent.model import MockModel, Model, OpenAIModel
+from exobrain.agent.mock import MockModel, MockReplies, load_messages
+from exobrain.agent.model import Model, OpenAIModel
 from exobrain.agent.prompt import system_prompt
 from exobrain.agent.tools import (
     MockBackend,
