@@ -40,18 +40,20 @@ class ActorFailure(TypedDict):
 
 
 class ActorNode(BaseModel):
-    """A supervisor (``failure``, ``children``) or a child (``restart``, ``restarts``,
-    ``last_failure``, and ``children`` when it supervises; null when they did not answer)."""
+    """A supervisor (``failure``, ``children``), a child (``restart``, ``restarts``,
+    ``last_failure``, and ``children`` when it supervises; null when they did not answer),
+    or a chat session (``epoch``: its lease's)."""
 
     name: str
     class_: str | None = Field(alias="class")
     state: str
     mailbox: int
-    uptime_s: float
+    uptime_s: float | None = None
     restart: str | None = None
     restarts: int | None = None
     last_failure: ActorFailure | None = None
     failure: str | None = None
+    epoch: int | None = None
     children: list[ActorNode] | None = None
 
 
