@@ -39,7 +39,9 @@ class ConfigsPatch(BaseModel):
             "oneOf": [
                 {"required": ["update"], "properties": {"update": {"type": "object"}}},
                 {"required": ["updates"], "properties": {"updates": {"type": "array"}}},
-            ]
+            ],
+            # A setting every database has (migration 0007).
+            "examples": [{"update": {"key": "frontend.theme", "value": "purple-intelligence"}}],
         }
     )
 
