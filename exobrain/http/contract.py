@@ -9,8 +9,9 @@ document (:mod:`exobrain.http.docs`) is generated from the same declaration.
     @authenticated
     async def me(request: web.Request, principal: Principal) -> web.Response: ...
 
-The answers every operation of a kind shares are added here, once: a body
-brings 400 (not JSON), 413 (too large) and 422 (invalid); query and header
+The answers every operation of a kind shares are added here, once: any may
+answer 400 (a header that is not UTF-8); a body brings 400 (not JSON), 413
+(too large) and 422 (invalid); query and header
 parameters bring 422; a session brings 401; the ops token 401 and 403;
 ``outage`` brings 503 (PostgreSQL or Redis unavailable).
 """
@@ -18,7 +19,7 @@ parameters bring 422; a session brings 401; the ops token 401 and 403;
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -86,7 +87,8 @@ OPS = ("opsToken",)
 RETRY_AFTER = Header("Seconds to wait before trying again.", {"type": "integer", "minimum": 0})
 
 #: Shared answers.
-INVALID_JSON = Reply("The body is not JSON (or not UTF-8).")
+BAD_HEADER = Reply("A header's bytes are not UTF-8 (the header is named).")
+INVALID_JSON = Reply("The body is not JSON or not UTF-8, or a header is not UTF-8.")
 TOO_LARGE = Reply("The body is larger than 1 MiB.")
 INVALID = Reply("A field is invalid: each one is named.", ValidationErrors)
 UNAUTHORIZED = Reply(
@@ -137,7 +139,7 @@ def operation(
 
     ``outage``: the route needs PostgreSQL or Redis, so it may answer 503.
     """
-    shared: dict[int, Reply] = {}
+    shared: dict[int, Reply] = {400: BAD_HEADER}
     if body is not None:
         shared |= {400: INVALID_JSON, 413: TOO_LARGE, 422: INVALID}
     if query or path or headers:
@@ -148,8 +150,12 @@ def operation(
         shared |= {401: OPS_UNAUTHORIZED, 403: OPS_DISABLED}
     if outage:
         shared[503] = UNAVAILABLE
+    merged = shared | {
+        status: _also(reply, shared[status]) if status in shared else reply
+        for status, reply in responses.items()
+    }
     declared = Operation(
-        responses=dict(sorted((shared | dict(responses)).items())),
+        responses=dict(sorted(merged.items())),
         body=body,
         body_required=body_required,
         query=query,
@@ -163,6 +169,13 @@ def operation(
         return handler
 
     return declare
+
+
+def _also(reply: Reply, shared: Reply) -> Reply:
+    """A route's own answer for a status that is also a shared one: both descriptions."""
+    if reply.body is not shared.body:
+        return reply
+    return replace(reply, description=f"{reply.description} Or: {shared.description}")
 
 
 def declared(handler: object) -> Operation | None:

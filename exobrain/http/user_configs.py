@@ -3,10 +3,18 @@ frontend reads and saves them (its theme among them)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    Tag,
+    model_validator,
+)
 from typing_extensions import TypedDict
 
 from exobrain.auth import Principal
@@ -26,9 +34,16 @@ from .validation import Text, parse_body
 routes = web.RouteTableDef()
 
 
+def _kind(value: object) -> str:
+    return "str" if isinstance(value, str) else "bool"
+
+
 class ConfigUpdate(BaseModel):
     key: Text
-    value: StrictBool | Text
+    #: Errors name the branch by the value's kind: ``[..., "value", "bool"]`` or ``"str"``.
+    value: Annotated[
+        Annotated[StrictBool, Tag("bool")] | Annotated[Text, Tag("str")], Discriminator(_kind)
+    ]
 
 
 class ConfigsPatch(BaseModel):

@@ -1,6 +1,6 @@
 """Requests validated by pydantic models, with the reference API's errors.
 
-Invalid JSON (or a body that is not UTF-8) is 400; a body, query, path or
+Invalid JSON (or a body or header that is not UTF-8) is 400; a body, query, path or
 header that breaks its model is 422 listing every offending field as FastAPI
 does (``{"detail": [{"loc": ["body", "password"], "msg": ..., "type": ...}]}``);
 bodies over the app's ``client_max_size`` are 413 before parsing. The
@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.json_schema import JsonSchemaValue
@@ -86,6 +87,22 @@ class Params(BaseModel):
 P = TypeVar("P", bound=Params)
 
 
+@web.middleware
+async def utf8_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """400 naming the first header whose bytes are not UTF-8.
+
+    aiohttp reads such bytes as lone surrogates, which nothing downstream can
+    encode (Redis, PostgreSQL, ``hmac``): refused here, once for every route.
+    """
+    for name, value in request.headers.items():
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise JsonError(400, f"the {name} header is not valid UTF-8") from None
+    return await handler(request)
+
+
 async def parse_body(
     request: web.Request, model: type[M], *, context: dict[str, Any] | None = None
 ) -> M:
@@ -117,11 +134,7 @@ def parse_path(request: web.Request, model: type[P]) -> P:
 
 
 def parse_headers(request: web.Request, model: type[P]) -> P:
-    """The headers ``model`` declares (field aliases are header names), or a 422.
-
-    aiohttp reads header bytes that are not UTF-8 as lone surrogates; they are
-    refused here like any other bad value.
-    """
+    """The headers ``model`` declares (field aliases are header names), or a 422."""
     names = [field.alias or name for name, field in model.model_fields.items()]
     present = {name: request.headers[name] for name in names if name in request.headers}
     return _parse("header", present, model)
