@@ -179,12 +179,26 @@ def _parameters(
     model = definitions[schema["$ref"].rpartition("/")[2]]
     required = set(model.get("required", ()))
     for name, property_schema in model["properties"].items():
-        field_schema = {key: value for key, value in property_schema.items() if key != "title"}
+        field_schema = _absent_not_null(property_schema)
         parameter: dict[str, Any] = {"name": name, "in": where, "required": name in required}
         if "description" in field_schema:
             parameter["description"] = field_schema.pop("description")
         parameter["schema"] = field_schema
         yield parameter
+
+
+def _absent_not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema: an optional parameter is left out, never sent as null."""
+    kept = {key: value for key, value in schema.items() if key not in {"title", "anyOf"}}
+    if kept.get("default") is None:
+        kept.pop("default", None)
+    if "anyOf" in schema:
+        branches = [branch for branch in schema["anyOf"] if branch != {"type": "null"}]
+        if len(branches) == 1:
+            kept |= branches[0]
+        else:
+            kept["anyOf"] = branches
+    return kept
 
 
 def _response(reply: Reply, refs: dict[_Key, dict[str, Any]]) -> dict[str, Any]:

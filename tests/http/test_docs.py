@@ -96,6 +96,8 @@ def test_requests_are_described_by_their_models(document: dict[str, Any]) -> Non
         "minimum": 1,
         "type": "integer",
     }
+    cursor = {p["name"]: p for p in paths["/api/journal"]["get"]["parameters"]}["cursor"]
+    assert (cursor["required"], cursor["schema"]["type"]) == (False, "string")  # absent, not null
     [reference] = paths["/api/journal/{reference}/messages"]["get"]["parameters"][:1]
     assert (reference["name"], reference["in"], reference["required"]) == (
         "reference",
