@@ -17,6 +17,7 @@ from .docs import setup_docs
 from .errors import error_middleware
 from .journal import setup_journal
 from .knowledge import knowledge_base_ctx, setup_job_worker, setup_knowledge
+from .validation import utf8_headers
 
 #: Requests bodies above this are answered 413 before a handler sees them.
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -25,7 +26,7 @@ MAX_REQUEST_BYTES = 1024 * 1024
 def create_app(settings: Settings) -> web.Application:
     """Build the application; resources start and stop with it, in order."""
     app = web.Application(
-        middlewares=[ops.metrics_middleware, error_middleware, csrf_middleware],
+        middlewares=[ops.metrics_middleware, error_middleware, utf8_headers, csrf_middleware],
         client_max_size=MAX_REQUEST_BYTES,
     )
     app[resources.SETTINGS] = settings

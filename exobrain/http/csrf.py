@@ -27,10 +27,16 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from .auth.authentication import bearer_token
+from .contract import Reply
 from .errors import JsonError
 from .origins import origin_allowed
 
-_SAFE_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS, hdrs.METH_TRACE})
+SAFE_METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD, hdrs.METH_OPTIONS, hdrs.METH_TRACE})
+#: What any other method may answer (:mod:`.docs` adds it to each such operation).
+CROSS_SITE = Reply(
+    "Refused as cross-site (no bearer token): neither `Sec-Fetch-Site: same-origin` nor an "
+    "`Origin` of this service, or a body that is not JSON; the reason is named."
+)
 _SEC_FETCH_SITE = "Sec-Fetch-Site"
 #: What a form sends, even an empty one; a page's script needs CORS consent for other types.
 _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
@@ -40,7 +46,7 @@ _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-da
 async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """403 ``{"detail": reason}`` for an unsafe request a cross-site page could have sent."""
     if (
-        request.method not in _SAFE_METHODS
+        request.method not in SAFE_METHODS
         and bearer_token(request) is None
         and (reason := _refusal(request)) is not None
     ):
