@@ -119,7 +119,8 @@ async def login(request: web.Request) -> web.Response:
     except LoginThrottledError as exc:
         raise JsonError(
             429,
-            f"too many failed logins: retry in {exc.retry_after} seconds",
+            f"too many failed logins: retry in {exc.retry_after} second"
+            + ("s" if exc.retry_after != 1 else ""),
             headers={hdrs.RETRY_AFTER: str(exc.retry_after)},
         ) from None
     device_token = auth.devices.issue(body.email)
