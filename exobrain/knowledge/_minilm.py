@@ -1,0 +1,90 @@
+"""all-MiniLM-L6-v2 as sentence-transformers runs it, without torch.
+
+From the model's files as sentence-transformers saves them (``tokenizer.json``,
+``config.json``, ``model.safetensors``, ``modules.json``, the pooling and
+``max_seq_length`` configs), this computes what sentence-transformers computes:
+the WordPiece tokenizer (the ``tokenizers`` library) truncating at
+``max_seq_length``, the BERT encoder in numpy (:mod:`._bert`), the mean of the
+unpadded tokens, L2 normalisation. Texts are encoded in batches of similar
+length, each padded to its longest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from safetensors.numpy import load_file
+from tokenizers import Tokenizer
+
+from ._bert import BertEncoder
+
+BATCH_SIZE = 32
+_PIPELINE = [
+    "sentence_transformers.models.Transformer",
+    "sentence_transformers.models.Pooling",
+    "sentence_transformers.models.Normalize",
+]
+
+
+class MiniLM:
+    """Texts → unit vectors (float32, one row a text)."""
+
+    def __init__(self, tokenizer: Tokenizer, encoder: BertEncoder) -> None:
+        self._tokenizer = tokenizer
+        self._encoder = encoder
+
+    @classmethod
+    def load(cls, directory: Path) -> MiniLM:
+        """The model saved in ``directory``; a model of another shape is a ValueError."""
+        modules = [module["type"] for module in _json(directory / "modules.json")]
+        pooling = _json(directory / "1_Pooling" / "config.json")
+        if modules != _PIPELINE or not pooling["pooling_mode_mean_tokens"]:
+            raise ValueError(f"{directory}: not a mean-pooled, normalised sentence model")
+        encoder = BertEncoder(
+            load_file(directory / "model.safetensors"), _json(directory / "config.json")
+        )
+        max_length = min(
+            int(_json(directory / "sentence_bert_config.json")["max_seq_length"]),
+            encoder.max_positions,
+        )
+        tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        tokenizer.no_padding()  # the file pads every text to 128: batches pad to their longest
+        tokenizer.enable_truncation(max_length)
+        return cls(tokenizer, encoder)
+
+    @property
+    def dimensions(self) -> int:
+        return self._encoder.hidden_size
+
+    def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        # One text at a time: the batch call would start the tokenizer's thread pool,
+        # which then warns in every forked child; the encoder's time dwarfs this anyway.
+        ids = [self._tokenizer.encode(text.strip()).ids for text in texts]
+        vectors = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
+        for start in range(0, len(order), BATCH_SIZE):
+            rows = order[start : start + BATCH_SIZE]
+            vectors[rows] = self._batch([ids[row] for row in rows])
+        return vectors
+
+    def _batch(self, ids: list[list[int]]) -> npt.NDArray[np.float32]:
+        width = max(len(row) for row in ids)
+        padded = np.zeros((len(ids), width), dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.bool_)
+        for index, row in enumerate(ids):
+            padded[index, : len(row)] = row
+            mask[index, : len(row)] = True
+        hidden = self._encoder(padded, mask)
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return pooled / np.maximum(norms, 1e-12)  # type: ignore[no-any-return]
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
