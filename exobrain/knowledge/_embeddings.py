@@ -91,7 +91,9 @@ class LocalEmbedder:
         return vectors.tolist()  # type: ignore[no-any-return]
 
     async def close(self) -> None:
-        self._model = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None
 
     async def _loaded(self) -> MiniLM:
         async with self._loading:

@@ -7,18 +7,29 @@ the WordPiece tokenizer (the ``tokenizers`` library) truncating at
 ``max_seq_length``, the BERT encoder in numpy (:mod:`._bert`), the mean of the
 unpadded tokens, L2 normalisation. Texts are encoded in batches of similar
 length, each padded to its longest.
+
+The batches run on a thread per core, each with a single-threaded BLAS:
+BLAS's own threads pay a rendezvous for each of attention's small matrix
+products, which on a busy machine costs many times their work (22 texts took
+22 s that way, 2.3 s this way, on 2 cores at load 13), and leave the
+elementwise passes (GELU, softmax, LayerNorm) on one core.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from safetensors.numpy import load_file
+from threadpoolctl import ThreadpoolController
 from tokenizers import Tokenizer
 
 from ._bert import BertEncoder
@@ -37,6 +48,10 @@ class MiniLM:
     def __init__(self, tokenizer: Tokenizer, encoder: BertEncoder) -> None:
         self._tokenizer = tokenizer
         self._encoder = encoder
+        self._threads = len(os.sched_getaffinity(0))
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="minilm")
+        self._blas = ThreadpoolController()  # numpy is loaded: its BLAS is found
+        self._encoding = threading.Lock()  # one call at a time has every core
 
     @classmethod
     def load(cls, directory: Path) -> MiniLM:
@@ -67,10 +82,16 @@ class MiniLM:
         ids = [self._tokenizer.encode(text.strip()).ids for text in texts]
         vectors = np.empty((len(texts), self.dimensions), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
-        for start in range(0, len(order), BATCH_SIZE):
-            rows = order[start : start + BATCH_SIZE]
-            vectors[rows] = self._batch([ids[row] for row in rows])
+        size = max(1, min(BATCH_SIZE, math.ceil(len(order) / self._threads)))  # every core
+        batches = [order[start : start + size] for start in range(0, len(order), size)]
+        with self._encoding, self._blas.limit(limits=1, user_api="blas"):
+            done = self._pool.map(lambda rows: self._batch([ids[row] for row in rows]), batches)
+            for rows, batch in zip(batches, done, strict=True):
+                vectors[rows] = batch
         return vectors
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
 
     def _batch(self, ids: list[list[int]]) -> npt.NDArray[np.float32]:
         width = max(len(row) for row in ids)
