@@ -10,7 +10,6 @@ thread.
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,9 +99,16 @@ class LocalEmbedder:
             if self._model is None:
                 from ._minilm import MiniLM  # noqa: PLC0415  its libraries are optional
 
-                directory = Path(str(importlib.resources.files(LOCAL_MODEL_PACKAGE) / "model"))
-                self._model = await asyncio.to_thread(MiniLM.load, directory)
+                self._model = await asyncio.to_thread(MiniLM.load, _local_model_directory())
         return self._model
+
+
+def _local_model_directory() -> Path:
+    """The model's files in its package, found without running the package's code."""
+    spec = importlib.util.find_spec(LOCAL_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddingsUnavailable(f"{LOCAL_MODEL_PACKAGE} is not installed")
+    return Path(spec.submodule_search_locations[0]) / "model"
 
 
 def embedder_for(settings: Settings) -> Embedder:
