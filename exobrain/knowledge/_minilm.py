@@ -35,6 +35,8 @@ from tokenizers import Tokenizer
 from ._bert import BertEncoder
 
 BATCH_SIZE = 32
+# One call at a time has every core, and BLAS's thread limit is the process's, not a call's.
+_ENCODING = threading.Lock()
 _PIPELINE = [
     "sentence_transformers.models.Transformer",
     "sentence_transformers.models.Pooling",
@@ -51,7 +53,6 @@ class MiniLM:
         self._threads = len(os.sched_getaffinity(0))
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="minilm")
         self._blas = ThreadpoolController()  # numpy is loaded: its BLAS is found
-        self._encoding = threading.Lock()  # one call at a time has every core
 
     @classmethod
     def load(cls, directory: Path) -> MiniLM:
@@ -77,14 +78,13 @@ class MiniLM:
         return self._encoder.hidden_size
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        # One text at a time: the batch call would start the tokenizer's thread pool,
-        # which then warns in every forked child; the encoder's time dwarfs this anyway.
-        ids = [self._tokenizer.encode(text.strip()).ids for text in texts]
+        encodings = self._tokenizer.encode_batch([text.strip() for text in texts])
+        ids = [encoding.ids for encoding in encodings]
         vectors = np.empty((len(texts), self.dimensions), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda index: len(ids[index]))
         size = max(1, min(BATCH_SIZE, math.ceil(len(order) / self._threads)))  # every core
         batches = [order[start : start + size] for start in range(0, len(order), size)]
-        with self._encoding, self._blas.limit(limits=1, user_api="blas"):
+        with _ENCODING, self._blas.limit(limits=1, user_api="blas"):
             done = self._pool.map(lambda rows: self._batch([ids[row] for row in rows]), batches)
             for rows, batch in zip(batches, done, strict=True):
                 vectors[rows] = batch
