@@ -16,6 +16,7 @@ from .docs import setup_docs
 from .errors import error_middleware
 from .journal import setup_journal
 from .knowledge import knowledge_base_ctx, setup_job_worker, setup_knowledge
+from .validation import utf8_headers
 
 #: Requests bodies above this are answered 413 before a handler sees them.
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -24,7 +25,8 @@ MAX_REQUEST_BYTES = 1024 * 1024
 def create_app(settings: Settings) -> web.Application:
     """Build the application; resources start and stop with it, in order."""
     app = web.Application(
-        middlewares=[ops.metrics_middleware, error_middleware], client_max_size=MAX_REQUEST_BYTES
+        middlewares=[ops.metrics_middleware, error_middleware, utf8_headers],
+        client_max_size=MAX_REQUEST_BYTES,
     )
     app[resources.SETTINGS] = settings
     app[health.READINESS] = health.Readiness(settings.readiness_timeout_seconds)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Literal, NotRequired
 
 from aiohttp import web
+from typing_extensions import TypedDict
 
+from .contract import Reply, operation
 from .errors import json_response
 
 #: A readiness check: returns normally when ready, raises (with a reason) otherwise.
@@ -52,16 +55,41 @@ class Readiness:
 
 READINESS = web.AppKey("readiness", Readiness)
 
+
+class Alive(TypedDict):
+    status: Literal["ok"]
+
+
+class CheckReport(TypedDict):
+    """One dependency: ``ok`` with how long it took to answer, or ``error`` with why."""
+
+    status: Literal["ok", "error"]
+    latency_ms: NotRequired[float]
+    error: NotRequired[str]
+
+
+class ReadinessReport(TypedDict):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, CheckReport]
+
+
 routes = web.RouteTableDef()
 
 
 @routes.get("/healthz")
+@operation(responses={200: Reply("The process is alive.", Alive)})
 async def healthz(request: web.Request) -> web.Response:
     """Liveness: the process is up and its event loop is responsive."""
     return json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
+@operation(
+    responses={
+        200: Reply("Every dependency is ready.", ReadinessReport),
+        503: Reply("Some dependency is not ready; its check says why.", ReadinessReport),
+    }
+)
 async def readyz(request: web.Request) -> web.Response:
     """Readiness of every dependency; 503 names the ones that are not ready."""
     ready, checks = await request.app[READINESS].report()

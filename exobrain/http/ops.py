@@ -14,13 +14,55 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from .actors import ACTORS, METRICS
 from .cluster import CLUSTER
+from .contract import OPS, Reply, operation
 from .errors import JsonError, json_response
 from .resources import SETTINGS
 
 routes = web.RouteTableDef()
+
+
+class Instance(TypedDict):
+    id: str
+    pid: int
+    #: The users whose chat sessions this instance owns.
+    owned_sessions: list[str]
+
+
+class ActorFailure(TypedDict):
+    at: str
+    kind: str
+    message: str
+
+
+class ActorNode(BaseModel):
+    """A supervisor (``failure``, ``children``), a child (``restart``, ``restarts``,
+    ``last_failure``, and ``children`` when it supervises; null when they did not answer),
+    or a chat session (``epoch``: its lease's)."""
+
+    name: str
+    class_: str | None = Field(alias="class")
+    state: str
+    mailbox: int
+    uptime_s: float | None = None
+    restart: str | None = None
+    restarts: int | None = None
+    last_failure: ActorFailure | None = None
+    failure: str | None = None
+    epoch: int | None = None
+    children: list[ActorNode] | None = None
+
+
+class ActorsReport(TypedDict):
+    instance: Instance
+    tree: ActorNode
+    #: Subtrees that failed for good.
+    failed: list[str]
+    closing: bool
 
 
 @web.middleware
@@ -56,6 +98,7 @@ def _authorize(request: web.Request) -> None:
 
 
 @routes.get("/api/ops/actors")
+@operation(security=OPS, responses={200: Reply("This instance and its actors.", ActorsReport)})
 async def actors(request: web.Request) -> web.Response:
     """This instance (id, pid, the users it owns) and its supervisor tree: state, mailbox
     depth, restarts, last failure and uptime per actor."""
@@ -79,6 +122,10 @@ async def actors(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
+@operation(
+    security=OPS,
+    responses={200: Reply("The metrics.", str, media_type="text/plain")},
+)
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus metrics in the text exposition format."""
     _authorize(request)

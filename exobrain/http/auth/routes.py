@@ -11,30 +11,52 @@ from typing import Literal
 
 from aiohttp import hdrs, web
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from exobrain.auth import LoginThrottledError, Principal, RefreshGrant
 from exobrain.http import users
+from exobrain.http.contract import Header, Reply, operation, throttled
 from exobrain.http.errors import JsonError, json_response
 from exobrain.http.resources import PG_POOL, SETTINGS
-from exobrain.http.validation import parse_body
+from exobrain.http.validation import Text, parse_body
 from exobrain.store.users import find_password_identity, find_user
 
 from .authentication import AUTH, Auth, auth_ctx, unauthorized
 
 
 class LoginRequest(BaseModel):
-    email: str
-    password: str = Field(min_length=8)
+    email: Text
+    password: Text = Field(min_length=8)
     session_mode: Literal["web", "api"] = "web"
     issuance_policy: Literal["session", "tokens"] = "session"
 
 
 class RefreshRequest(BaseModel):
-    refresh_token: str
+    refresh_token: Text
 
 
 class LogoutRequest(BaseModel):
-    refresh_token: str | None = None
+    refresh_token: Text | None = None
+
+
+class WebSession(TypedDict):
+    """A browser's login: the session is in the HttpOnly cookie, not in the body."""
+
+    session_established: Literal[True]
+    user_name: str
+
+
+class TokenPair(TypedDict):
+    """An API client's login: a short-lived access token and the refresh token that renews it."""
+
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+
+
+SET_COOKIE = Header("The session cookie (HttpOnly, SameSite=Lax).", required=False)
+INVALID_REFRESH = Reply("The refresh token is unknown, expired, revoked or was already used.")
 
 
 routes = web.RouteTableDef()
@@ -48,6 +70,19 @@ def setup_auth(app: web.Application) -> None:
 
 
 @routes.post("/api/auth/login")
+@operation(
+    body=LoginRequest,
+    outage=True,
+    responses={
+        200: Reply(
+            "Logged in: a web session (cookie set) or a token pair.",
+            WebSession | TokenPair,
+            headers={"Set-Cookie": SET_COOKIE},
+        ),
+        401: Reply("Wrong email or password."),
+        429: throttled("Too many failed logins for this email or address."),
+    },
+)
 async def login(request: web.Request) -> web.Response:
     """Log in with email and password.
 
@@ -72,6 +107,11 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/auth/token_refresh")
+@operation(
+    body=RefreshRequest,
+    outage=True,
+    responses={200: Reply("A new token pair.", TokenPair), 401: INVALID_REFRESH},
+)
 async def token_refresh(request: web.Request) -> web.Response:
     """Exchange a refresh token for a new token pair; the presented token is revoked.
 
@@ -91,6 +131,16 @@ async def token_refresh(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/auth/logout")
+@operation(
+    body=LogoutRequest,
+    body_required=False,
+    outage=True,
+    responses={
+        204: Reply(
+            "Logged out; the session cookie is cleared.", None, headers={"Set-Cookie": SET_COOKIE}
+        )
+    },
+)
 async def logout(request: web.Request) -> web.Response:
     """End the browser session and clear its cookie; always 204.
 
