@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
 from exobrain.config import Settings
+from exobrain.http.contract import Reply, operation
 from exobrain.http.errors import json_response
 from exobrain.http.resources import SETTINGS
 
@@ -201,6 +202,7 @@ def _describe(settings: Settings) -> str:
     )
 
 
+@operation(responses={200: Reply("This document.", dict[str, Any])})
 async def asyncapi_json(request: web.Request) -> web.Response:
     """The AsyncAPI 3 description of the chat WebSocket."""
     return json_response(asyncapi_document(request.app[SETTINGS], request.host, request.secure))

@@ -17,15 +17,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationError,
-    create_model,
-    field_validator,
-)
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
 
 from exobrain.actors.session import ActiveStream, Item, StreamEvent, StreamStarted, Subscribed
 from exobrain.agent.events import Event
@@ -45,26 +37,12 @@ def frame_type(model: type[BaseModel], member: str = "type") -> str:
 # Client frames ------------------------------------------------------------------------------
 
 
-def _message_schema(schema: dict[str, Any]) -> None:
-    message = schema["properties"]["message"]
-    message.update(minLength=1, pattern="^[^\\u0000]*$", description="not blank, no NUL")
-
-
 class ChatSend(ChatMessage):
     """Send a message (not blank, no NUL, at most `CHAT_MAX_MESSAGE_CHARS`); answered by
     `chat.accepted` once it is stored. A retry with the same `client_message_id` answers the
     same stream."""
 
-    model_config = ConfigDict(json_schema_extra=_message_schema)
-
     type: Literal["chat.send"]
-
-    @field_validator("message")
-    @classmethod
-    def _storable(cls, value: str) -> str:
-        if "\x00" in value:
-            raise ValueError("must not contain NUL (U+0000) characters")
-        return value
 
 
 class ChatCancel(BaseModel):
