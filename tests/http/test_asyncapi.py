@@ -70,7 +70,7 @@ async def test_served_beside_openapi_locally(
         "host": f"{local.host}:{local.port}",
         "protocol": "ws",
         "security": [
-            {"$ref": "#/components/securitySchemes/bearer"},
+            {"$ref": "#/components/securitySchemes/bearerAuth"},
             {"$ref": "#/components/securitySchemes/sessionCookie"},
         ],
     }

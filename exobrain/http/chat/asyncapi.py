@@ -60,7 +60,7 @@ def asyncapi_document(
             "messages": messages,
             "schemas": schemas,
             "securitySchemes": {
-                "bearer": {
+                "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
@@ -82,7 +82,7 @@ def asyncapi_document(
                 "host": host,
                 "protocol": "wss" if secure else "ws",
                 "security": [
-                    {"$ref": "#/components/securitySchemes/bearer"},
+                    {"$ref": "#/components/securitySchemes/bearerAuth"},
                     {"$ref": "#/components/securitySchemes/sessionCookie"},
                 ],
             }
