@@ -168,12 +168,14 @@ async def keep_sending(raw: socket.socket, frame: bytes) -> None:
             await asyncio.sleep(0)  # a send the kernel takes at once does not yield
 
 
-async def read_to_end(raw: socket.socket) -> None:
-    """Read until the server closed or reset the connection."""
+async def read_to_end(raw: socket.socket) -> bytes:
+    """What arrives until the server closed or reset the connection."""
     loop = asyncio.get_running_loop()
+    data = b""
     with contextlib.suppress(ConnectionResetError):
-        while await asyncio.wait_for(loop.sock_recv(raw, 1 << 16), 10):
-            pass
+        while chunk := await asyncio.wait_for(loop.sock_recv(raw, 1 << 16), 10):
+            data += chunk
+    return data
 
 
 async def close_code_of(raw: socket.socket) -> int:
@@ -415,6 +417,20 @@ async def test_websocket_pings_are_answered(client: Client) -> None:
     await ws.ping(b"hello")
     pong = await ws.receive(timeout=10)
     assert (pong.type, pong.data) == (aiohttp.WSMsgType.PONG, b"hello")
+
+
+async def test_a_failing_clean_up_is_logged_and_cuts_the_connection_off(
+    client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, headers = await signed_in(client)
+    raw = await unread_socket(client, headers)
+    with raw:
+        monkeypatch.setattr("exobrain.http.chat.feeds.Feeds.detach", _boom)
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(raw, client_frame((1000).to_bytes(2, "big"), opcode=0x8))
+        await until(lambda: not client.app[SOCKETS], "the socket is gone")
+        assert "failed while closing" in caplog.text
+        assert b"HTTP/" not in await read_to_end(raw)
 
 
 async def test_an_oversized_frame_closes_the_socket_with_1009(start_mock: StartMock) -> None:

@@ -397,6 +397,10 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
     gauge.inc()
     try:
         await socket.serve()
+    except Exception:  # serve answers failures with 1011; here its own clean-up failed
+        log.exception("chat socket of %s failed while closing", socket.user_id)
+        if request.transport is not None:
+            request.transport.abort()  # never an HTTP answer in the upgraded connection
     finally:
         sockets.remove(socket)
         gauge.dec()
