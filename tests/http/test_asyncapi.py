@@ -156,6 +156,16 @@ def test_every_error_code_of_the_chat_package_is_documented() -> None:
     assert schema["properties"]["code"]["enum"] == list(frames.ERROR_CODES)
 
 
+def test_optional_members_of_server_frames_are_absent_never_null() -> None:
+    schemas = document()["components"]["schemas"]
+    for model in (*frames.SERVER_FRAMES, *frames.EVENT_FRAMES):
+        schema = schemas.get(model.__name__)
+        for name, member in (schema or {}).get("properties", {}).items():
+            if name not in schema["required"]:
+                assert "anyOf" not in member, (model, name)
+                assert "default" not in member, (model, name)
+
+
 def test_every_close_code_the_socket_sends_is_documented() -> None:
     documented = document()["channels"]["chat"]["x-close-codes"]
     assert {str(code.value) for code in Close} <= set(documented)
@@ -202,6 +212,8 @@ def check(received: dict[str, Any]) -> None:
         assert set(received["data"]) <= set(data_model.model_fields), received
     TypeAdapter(model).validate_python(received)
     assert set(received) <= set(model.model_fields), received
+    optional = [name for name, field in model.model_fields.items() if not field.is_required()]
+    assert all(received.get(name, "absent") is not None for name in optional), received
 
 
 async def test_what_a_server_sends_is_what_the_document_says(

@@ -17,7 +17,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from exobrain.actors.session import ActiveStream, Item, StreamEvent, StreamStarted, Subscribed
 from exobrain.agent.events import Event
@@ -79,7 +79,20 @@ _TYPES = frozenset(frame_type(model) for model in CLIENT_FRAMES)
 # Server frames ------------------------------------------------------------------------------
 
 
-class AcceptedFrame(BaseModel):
+def _absent_not_null(schema: dict[str, Any]) -> None:
+    """An optional member of a server frame is left out, never sent as null."""
+    for name, member in schema["properties"].items():
+        if name not in schema.get("required", ()) and "anyOf" in member:
+            member.pop("default", None)
+            (kept,) = (branch for branch in member.pop("anyOf") if branch.get("type") != "null")
+            member.update(kept)
+
+
+class ServerFrame(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_absent_not_null)
+
+
+class AcceptedFrame(ServerFrame):
     """`chat.send` answered: the user message is durable in that day's journal and the turn
     is queued."""
 
@@ -89,7 +102,7 @@ class AcceptedFrame(BaseModel):
     journal_reference: JournalReference
 
 
-class StartedFrame(BaseModel):
+class StartedFrame(ServerFrame):
     """A turn of the user starts, on every socket of the user (the sender's too, before or
     after its `chat.accepted`), before the stream's first event: the question, for every tab."""
 
@@ -100,7 +113,7 @@ class StartedFrame(BaseModel):
     message: str
 
 
-class EventFrame(BaseModel):
+class EventFrame(ServerFrame):
     """An event of a turn of the user, on every socket of the user, whichever instance holds
     the socket and whichever runs the turn; `seq` is the same everywhere. `event` and `data`
     are the SSE contract's; `done` comes exactly once, last."""
@@ -142,7 +155,7 @@ EVENT_FRAMES = tuple(_event_frame(event) for event in typing.get_args(Event))
 ANY_EVENT_FRAME: Any = Annotated[typing.Union[EVENT_FRAMES], Field(discriminator="event")]  # noqa: UP007
 
 
-class ActiveFrame(BaseModel):
+class ActiveFrame(ServerFrame):
     """Right after connecting, once per turn under way (running or waiting); its events
     follow only after `stream.resume`."""
 
@@ -151,7 +164,7 @@ class ActiveFrame(BaseModel):
     seq: int = Field(ge=0, description="the turn's last event so far")
 
 
-class ResumedFrame(BaseModel):
+class ResumedFrame(ServerFrame):
     """`stream.resume` answered: how far the stream is, and whether it has ended."""
 
     type: Literal["stream.resumed"]
@@ -160,7 +173,7 @@ class ResumedFrame(BaseModel):
     finished: bool
 
 
-class CancelledFrame(BaseModel):
+class CancelledFrame(ServerFrame):
     """`chat.cancel` answered: `cancelled` is false when the turn had already finished."""
 
     type: Literal["chat.cancelled"]
@@ -168,7 +181,7 @@ class CancelledFrame(BaseModel):
     cancelled: bool
 
 
-class PongFrame(BaseModel):
+class PongFrame(ServerFrame):
     """`ping` answered."""
 
     type: Literal["pong"]
@@ -192,7 +205,7 @@ ERROR_CODES: dict[str, str] = {
 }
 
 
-class ErrorFrame(BaseModel):
+class ErrorFrame(ServerFrame):
     """A frame could not be acted on; the socket stays open."""
 
     type: Literal["error"]
