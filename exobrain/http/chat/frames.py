@@ -68,8 +68,8 @@ class Ping(BaseModel):
     type: Literal["ping"]
 
 
-CLIENT_FRAMES: tuple[type[BaseModel], ...] = (ChatSend, ChatCancel, StreamResume, Ping)
 ClientFrame = ChatSend | ChatCancel | StreamResume | Ping
+CLIENT_FRAMES: tuple[type[BaseModel], ...] = typing.get_args(ClientFrame)
 _CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(
     Annotated[ClientFrame, Field(discriminator="type")]
 )
@@ -89,6 +89,8 @@ def _absent_not_null(schema: dict[str, Any]) -> None:
 
 
 class ServerFrame(BaseModel):
+    """What every server frame model is (those below, in the order the document lists them)."""
+
     model_config = ConfigDict(json_schema_extra=_absent_not_null)
 
 
@@ -217,16 +219,7 @@ class ErrorFrame(ServerFrame):
     retry_after: int | None = Field(default=None, ge=0, description="seconds to wait")
 
 
-SERVER_FRAMES: tuple[type[BaseModel], ...] = (
-    AcceptedFrame,
-    StartedFrame,
-    EventFrame,
-    ActiveFrame,
-    ResumedFrame,
-    CancelledFrame,
-    PongFrame,
-    ErrorFrame,
-)
+SERVER_FRAMES: tuple[type[BaseModel], ...] = tuple(ServerFrame.__subclasses__())
 
 #: Each client frame's answer (or an ``error`` frame instead).
 ANSWERS: dict[type[BaseModel], type[BaseModel]] = {
