@@ -1,7 +1,7 @@
 """The AsyncAPI 3 document of ``/api/chat/ws``, generated from the frame models.
 
 Served as ``/asyncapi.json`` beside ``/openapi.json`` when ``APP_ENV=local``.
-The frame, error and close code tables of docs/websocket-protocol.md come from
+The frame, event, error and close code tables of docs/websocket-protocol.md come from
 the same models (``scripts/gen-protocol-doc`` rewrites them; a test fails when they
 drift), so the protocol has one source.
 """
