@@ -14,6 +14,8 @@ import contextlib
 import functools
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +31,25 @@ import redis
 
 from exobrain.config import Settings
 from exobrain.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis, EmbeddedServer
+
+_OWN_BASETEMP = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each session's temporary files under a directory of its own, not pytest-of-<user>.
+
+    Embedded PostgreSQL runs as another user when the tests run as root, so the directories
+    above its data must stay traversable; a concurrent pytest session resets
+    ``pytest-of-<user>`` to 0700 whenever it starts, which would lock that user out.
+    """
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="exobrain-tests-")
+        config.stash[_OWN_BASETEMP] = Path(config.option.basetemp)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if (own := config.stash.get(_OWN_BASETEMP, None)) is not None:
+        shutil.rmtree(own, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
