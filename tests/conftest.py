@@ -154,6 +154,9 @@ def make_settings(
             "assistant_cache_redis_url": redis_url,
             "redis_key_prefix": f"test:{namespace}:",
             "startup_dependency_timeout_seconds": 10,
+            # A knowledge update waits for the orchestrator as long as a test may: whether it
+            # answers 200 or 202 must not depend on the machine's speed.
+            "knowledge_update_wait_seconds": 60,
             **chat_log,
         }
         values.update(overrides)

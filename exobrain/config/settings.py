@@ -166,6 +166,7 @@ class Settings(BaseSettings):
     )
     job_stream_duplicate_window_seconds: float = Field(default=7200.0, gt=0, le=604_800)
     knowledge_dispatch_resume_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    knowledge_update_wait_seconds: float = Field(default=0.5, ge=0, le=300)
 
     # Job worker
     job_worker_in_process: bool = False

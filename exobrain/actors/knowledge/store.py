@@ -12,7 +12,7 @@ dispatched once in total, and the row locks are held only for the write.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -157,11 +157,16 @@ async def write(
     return dispatches
 
 
-async def pending(pool: asyncpg.Pool, limit: int) -> list[Dispatch]:
+async def pending(
+    pool: asyncpg.Pool, limit: int, *, besides: Collection[uuid.UUID] = ()
+) -> list[Dispatch]:
+    """The oldest pending rows, but for ``besides`` (rows whose enqueue is under way)."""
     rows = await pool.fetch(
         "SELECT id, user_id, journal_reference, payload FROM knowledge_dispatches"
-        " WHERE status = 'pending' ORDER BY created_at, position LIMIT $1",
+        " WHERE status = 'pending' AND id <> ALL($2::uuid[])"
+        " ORDER BY created_at, position LIMIT $1",
         limit,
+        list(besides),
     )
     return [Dispatch(*row) for row in rows]
 
