@@ -1,4 +1,4 @@
-"""Model streams, normalised: the OpenAI-compatible provider, or the mock model.
+"""Model streams, normalised: the OpenAI-compatible provider (the mock is in ``mock``).
 
 The turn loop reads :class:`Piece` values and never sees the provider's types,
 so the mock model exercises exactly the same loop, events and persistence.
@@ -7,7 +7,6 @@ Provider failures become :class:`ModelError` with a sentence a user can read.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -15,8 +14,6 @@ from typing import Any, Protocol
 import httpx
 import openai
 import pydantic
-
-from .mock import MockReplies, words
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,27 +116,3 @@ def _reason(exc: openai.APIStatusError) -> str:
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])
     return exc.message
-
-
-@dataclass
-class MockModel:
-    """Answers every turn with the next canned reply, in word-sized pieces.
-
-    ``words_per_second`` paces it like a model (0: as fast as the loop goes), so
-    that streaming, cancelling and a turn cut short can be seen without one.
-    """
-
-    replies: MockReplies
-    name: str = "mock"
-    words_per_second: float = 0.0
-
-    async def stream(
-        self, messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]]
-    ) -> AsyncIterator[Piece]:
-        reply = self.replies.next()
-        pause = 1 / self.words_per_second if self.words_per_second else 0.0
-        for word in words(reply):
-            if pause:
-                await asyncio.sleep(pause)
-            yield Piece(text=word)
-        yield Piece(finish_reason="stop")
