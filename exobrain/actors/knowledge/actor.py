@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import asyncpg
 import pykka
 
-from exobrain.jobs import Enqueue, job_id_for
+from exobrain.jobs import Enqueue
 from exobrain.supervision import LoopFuture, SupervisedActor, Supervision, run_on_loop
 
 from . import store
@@ -106,8 +106,7 @@ class KnowledgeDispatchActor(SupervisedActor):
         dispatches = self._write_outbox(request)
         if not dispatches:
             return UpdateResult("nothing_to_update")
-        job_ids = tuple(job_id_for(str(dispatch.id)) for dispatch in dispatches)
-        return Dispatching(job_ids, self._send(dispatches))
+        return Dispatching(tuple(d.job_id for d in dispatches), self._send(dispatches))
 
     def _write_outbox(self, request: RequestUpdate) -> list[Dispatch]:
         for _ in range(SELECT_ATTEMPTS):
@@ -177,7 +176,7 @@ class KnowledgeDispatchActor(SupervisedActor):
             outcomes = await self._enqueue_and_record(dispatches)
             result.set(UpdateResult.of(outcomes))
         except asyncio.CancelledError:  # the actor stopped: the rows stay pending
-            result.set(UpdateResult("pending", tuple(job_id_for(str(d.id)) for d in dispatches)))
+            result.set(UpdateResult("pending", tuple(d.job_id for d in dispatches)))
             raise
         except Exception as exc:  # a bug: the rows stay pending, and the asker hears it
             log.exception("enqueueing %d knowledge dispatches failed", len(dispatches))

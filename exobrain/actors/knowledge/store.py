@@ -35,6 +35,11 @@ class Dispatch:
     journal_reference: str
     payload: dict[str, Any]
 
+    @property
+    def job_id(self) -> str:
+        """The id its job gets: known before the orchestrator answers."""
+        return job_id_for(str(self.id))
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -152,7 +157,7 @@ async def write(
                 for position, (dispatch, chunk) in enumerate(zip(dispatches, chunks, strict=True))
             ],
         )
-        jobs = [(job_id_for(str(dispatch.id)), str(user_id)) for dispatch in dispatches]
+        jobs = [(dispatch.job_id, str(user_id)) for dispatch in dispatches]
         await record_enqueued(connection, KNOWLEDGE_UPDATE, jobs)
     return dispatches
 

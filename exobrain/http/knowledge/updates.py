@@ -66,8 +66,9 @@ class UpdateBody(BaseModel):
 
 
 class UpdateAnswer(TypedDict):
-    """``job_id`` is the first job's (empty when there is nothing to update); ``job_ids``
-    every job's, whether the orchestrator has taken it yet (200) or not (202)."""
+    """``job_id`` is the first job's; ``job_ids`` every job's, whether the orchestrator has
+    taken it yet (200) or not (202). Both are empty when there is nothing to update, and
+    when the update still waits behind others (202)."""
 
     job_id: str
     status: Literal["queued", "nothing_to_update"]
