@@ -14,7 +14,7 @@ import contextlib
 import functools
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import nats.js.errors
 import pykka
 import pytest
 import redis
+from orchestrator.support import jobs_stream
 
 from exobrain.config import Settings
 from exobrain.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis, EmbeddedServer
@@ -174,6 +175,18 @@ def make_settings(
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+async def orchestrated(
+    make_settings: Callable[..., Settings], nats_url: str, namespace: str
+) -> AsyncIterator[Callable[..., Settings]]:
+    """Settings whose job orchestrator runs in-process, on a JetStream stream of its own: every
+    dependency the app checks is there, so ``/readyz`` can be green."""
+    async with jobs_stream(nats_url, namespace) as stream:
+        yield lambda **overrides: make_settings(
+            job_orchestrator_in_process=True, **stream.settings, **overrides
+        )
 
 
 @pytest.fixture

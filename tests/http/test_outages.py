@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -19,7 +19,7 @@ import pytest
 import redis.asyncio as redis
 from aiohttp import web
 from auth_support import LOGIN, ME, TOKENS, Account, Client, create_account, start
-from orchestrator.support import eventually, jobs_stream
+from orchestrator.support import eventually
 from test_chat import eventually_stored, send, signed_in
 from test_chat_socket import chat_send, connect, frame, send_turn, until_done
 
@@ -32,20 +32,6 @@ from exobrain.store import create_pool
 AiohttpClient = Callable[..., Any]
 JOURNAL = "/api/journal"
 POSTGRES_DOWN = (503, "1", {"detail": "postgres unavailable"})
-
-
-@pytest.fixture
-async def orchestrated(
-    make_settings: Callable[..., Settings], nats_url: str, namespace: str
-) -> AsyncIterator[Callable[..., Settings]]:
-    """Settings with every dependency the app checks, so that ``/readyz`` can be green."""
-    async with jobs_stream(nats_url, namespace) as stream:
-        yield lambda **overrides: make_settings(
-            job_orchestrator_in_process=True,
-            main_agent_use_mock=True,
-            **stream.settings,
-            **overrides,
-        )
 
 
 async def answer(response: aiohttp.ClientResponse) -> tuple[int, str | None, Any]:
@@ -131,7 +117,9 @@ async def test_a_postgres_outage_is_answered_and_nothing_is_stale_after_it(
     """REST answers 503 naming PostgreSQL; a socket gets ``unavailable`` for its message and
     stays open. Once ``/readyz`` is green the same requests succeed, the first time."""
     postgres = private_server("postgres")
-    client = await start(aiohttp_client, orchestrated, assistant_db_dsn=postgres.url)
+    client = await start(
+        aiohttp_client, orchestrated, assistant_db_dsn=postgres.url, main_agent_use_mock=True
+    )
     account, headers = await signed_in(client)
     ws = await connect(client, headers)
     await send_turn(ws, "before")
