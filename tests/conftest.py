@@ -16,7 +16,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import nats.js.errors
 import pykka
 import pytest
 import redis
+from orchestrator.support import jobs_stream
 
 from exobrain.config import Settings
 from exobrain.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis, EmbeddedServer
@@ -173,6 +174,9 @@ def settings_factory(
             "assistant_cache_redis_url": redis_url,
             "redis_key_prefix": f"test:{namespace}:",
             "startup_dependency_timeout_seconds": 10,
+            # A knowledge update waits for the orchestrator as long as a test may: whether it
+            # answers 200 or 202 must not depend on the machine's speed.
+            "knowledge_update_wait_seconds": 60,
             **chat_log,
         }
         values.update(overrides)
@@ -192,6 +196,18 @@ def make_settings(
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+async def orchestrated(
+    make_settings: Callable[..., Settings], nats_url: str, namespace: str
+) -> AsyncIterator[Callable[..., Settings]]:
+    """Settings whose job orchestrator runs in-process, on a JetStream stream of its own: every
+    dependency the app checks is there, so ``/readyz`` can be green."""
+    async with jobs_stream(nats_url, namespace) as stream:
+        yield lambda **overrides: make_settings(
+            job_orchestrator_in_process=True, **stream.settings, **overrides
+        )
 
 
 @pytest.fixture

@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     assistant_db_dsn: PostgresUrl | None = None
     assistant_db_pool_min_size: int = Field(default=1, ge=0, le=100)
     assistant_db_pool_max_size: int = Field(default=10, ge=1, le=200)
+    assistant_db_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     reshape_schema_query: str | None = None
     assistant_cache_redis_url: RedisUrl | None = None
     redis_key_prefix: str = Field(default="exobrain:", min_length=1, max_length=64)
@@ -170,6 +171,7 @@ class Settings(BaseSettings):
     )
     job_stream_duplicate_window_seconds: float = Field(default=7200.0, gt=0, le=604_800)
     knowledge_dispatch_resume_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    knowledge_update_wait_seconds: float = Field(default=0.5, ge=0, le=300)
 
     # Job worker
     job_worker_in_process: bool = False

@@ -21,6 +21,9 @@ from aiohttp import web
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
 from qdrant_client import AsyncQdrantClient
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 
 from exobrain.config import Settings
 from exobrain.knowledge import qdrant_client
@@ -88,14 +91,43 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
         pool.terminate()
 
 
+def redis_client(
+    url: str, *, connect_timeout: float, socket_timeout: float, retries: int
+) -> redis.Redis:
+    """A Redis client that gets over a server restart by itself.
+
+    redis-py 8.1 skips its check-out probe of pooled connections while
+    maintenance notifications are on, and they are on by default: a connection
+    the restarted server had closed is handed out and its command fails
+    (redis/redis-py#4252). They serve managed-Redis failovers; off, the probe
+    replaces closed connections before use. A command whose connection fails
+    anyway is sent again on a fresh one, ``retries`` times after 50-500 ms (a
+    server that is loading its data answers so too). Time-outs are not retried:
+    the command may have run, and a refresh-token rotation must not run twice.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=connect_timeout,
+        socket_timeout=socket_timeout,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=Retry(
+            ExponentialWithJitterBackoff(base=0.05, cap=0.5),
+            retries,
+            supported_errors=(redis.ConnectionError,),
+        ),
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
+    )
+
+
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     timeout = settings.readiness_timeout_seconds
-    client = redis.Redis.from_url(
+    client = redis_client(
         str(settings.assistant_cache_redis_url),
-        socket_connect_timeout=timeout,
+        connect_timeout=timeout,
         socket_timeout=max(timeout, 2.0),
-        health_check_interval=30,
+        retries=2,
     )
     await _when_reachable("Redis", client.ping, settings.startup_dependency_timeout_seconds)
     log.info("Redis at %s", redact(settings.assistant_cache_redis_url))
