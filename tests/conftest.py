@@ -15,6 +15,7 @@ import functools
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -208,6 +209,21 @@ async def orchestrated(
         yield lambda **overrides: make_settings(
             job_orchestrator_in_process=True, **stream.settings, **overrides
         )
+
+
+@pytest.fixture
+def down_address() -> Iterator[str]:
+    """``127.0.0.1:<port>`` where nothing listens until a test starts a server there.
+
+    The port stays bound (not listening, so connections are refused) with SO_REUSEPORT, so
+    no other bind or outgoing connection can take it meanwhile, while a gRPC server, which
+    binds with SO_REUSEPORT too, can. A port merely found free could be handed out again
+    (it was: to the test's own HTTP server).
+    """
+    with socket.socket() as placeholder:
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        placeholder.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{placeholder.getsockname()[1]}"
 
 
 @pytest.fixture

@@ -213,9 +213,9 @@ async def test_an_unreachable_orchestrator_answers_202_and_delivers_once_it_is_b
     aiohttp_client: AiohttpClient,
     knowledge_settings: Callable[..., Settings],
     stream: JobsStream,
-    unused_tcp_port: int,
+    down_address: str,
 ) -> None:
-    address = f"127.0.0.1:{unused_tcp_port}"
+    address = down_address
     settings = knowledge_settings(
         job_orchestrator_in_process=False,
         job_orchestrator_grpc_target=address,
@@ -246,12 +246,12 @@ async def test_updates_while_the_orchestrator_is_down_are_answered_at_once(
     aiohttp_client: AiohttpClient,
     knowledge_settings: Callable[..., Settings],
     stream: JobsStream,
-    unused_tcp_port: int,
+    down_address: str,
 ) -> None:
     """No update waits behind another's enqueue: each answers 202 with its jobs' ids after the
     default wait, though the orchestrator's deadline is longer than this test may run; the
     jobs can be watched meanwhile, and are enqueued, once each, when it is back."""
-    address = f"127.0.0.1:{unused_tcp_port}"
+    address = down_address
     settings = knowledge_settings(
         job_orchestrator_in_process=False,
         job_orchestrator_grpc_target=address,
