@@ -109,6 +109,7 @@ class Settings(BaseSettings):
     chat_context_max_chars: int = Field(default=24_000, ge=1000, le=2_000_000)
     chat_stream_retention_seconds: float = Field(default=300.0, gt=0, le=86_400)
     chat_streams_per_user: int = Field(default=20, ge=1, le=1000)
+    chat_streams_max_bytes: int = Field(default=67_108_864, ge=1024, le=1 << 40)
     chat_session_idle_seconds: float = Field(default=60.0, gt=0, le=86_400)
     chat_sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     chat_ws_allowed_origins: frozenset[str] = frozenset()

@@ -26,6 +26,7 @@ from exobrain.actors.session import (
     SessionEnded,
     SessionLimits,
     SessionManager,
+    StreamBudget,
     StreamEvent,
     Subscription,
     Tick,
@@ -62,6 +63,8 @@ class ChatResources:
     model: Model
     tools: Tools
     prompt: str
+    #: What every session's streams keep in memory, capped for the process.
+    streams: StreamBudget
 
 
 CHAT = web.AppKey("chat", ChatResources)
@@ -94,7 +97,12 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     else:
         log.warning("web tools are off: set TAVILY_API_KEY or WEB_TOOLS_USE_MOCK=true")
     tools = build_tools(web_backend) if web_backend is not None else {}
-    app[CHAT] = ChatResources(model, tools, system_prompt(settings.main_agent_system_prompt))
+    app[CHAT] = ChatResources(
+        model,
+        tools,
+        system_prompt(settings.main_agent_system_prompt),
+        StreamBudget(settings.chat_streams_max_bytes),
+    )
     yield
     if web_backend is not None:
         await web_backend.close()
@@ -143,6 +151,7 @@ def sessions_child(app: web.Application) -> ChildSpec:
             pool=pool,
             loop=loop,
             limits=limits,
+            budget=chat.streams,
             attached=attached,
         )
 
