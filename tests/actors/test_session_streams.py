@@ -37,12 +37,10 @@ def test_a_finished_stream_is_kept_merged_and_resumes_exactly_after_any_number()
     running_bytes = budget.retained_bytes
     [done] = stream.append([Done("completed")])
 
-    assert len(stream.events) == 7  # 3 merged runs, the tool call and response, error, done
+    assert len(stream.events) == 7  # 2 merged runs, tool call and response, error, chunk, done
+    ending = (done.seq, "done", {"reason": "completed"}, None)
     for seq, before in running.items():
-        assert _view(stream.after(seq)) == [
-            *before,
-            (done.seq, "done", {"reason": "completed"}, None),
-        ]
+        assert _view(stream.after(seq)) == [*before, ending]
     assert _view(stream.after(1))[0] == (3, "message_chunk", {"text": "me look."}, 2)
     assert _view(stream.after(2))[0] == (3, "message_chunk", {"text": "look."}, None)
     assert stream.after(done.seq) == []
