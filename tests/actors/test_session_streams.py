@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import uuid
 from typing import Any
@@ -85,7 +86,8 @@ def test_past_the_cap_the_oldest_finished_streams_go_first_and_running_ones_stay
 
 
 def test_the_budget_stays_exact_while_many_sessions_change_it_at_once() -> None:
-    """Sessions run on their own threads: what they report and what the cap evicts add up."""
+    """Sessions run on their own threads: what they report and what the cap evicts add up
+    (without the lock, the sum or the evictions go astray in many runs)."""
     budget = StreamBudget(40_000)
     evictions: list[int] = []  # list.append is atomic: the evicting thread records it
     shares: list[list[Any]] = [[] for _ in range(8)]
@@ -93,8 +95,8 @@ def test_the_budget_stays_exact_while_many_sessions_change_it_at_once() -> None:
 
     def session(mine: list[Any], number: int) -> None:
         barrier.wait()
-        for turn in range(300):
-            key = number * 1000 + turn
+        for turn in range(3000):
+            key = number * 100_000 + turn
             share = budget.share(lambda key=key: evictions.append(key))
             mine.append((key, share))
             for size in range(1000, 6000, 1000):  # a running turn grows...
@@ -104,10 +106,15 @@ def test_the_budget_stays_exact_while_many_sessions_change_it_at_once() -> None:
                 mine[turn // 2][1].release()  # expired, or dropped past the per-user count
 
     threads = [threading.Thread(target=session, args=(s, n)) for n, s in enumerate(shares)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns often: an unguarded sum would go astray
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
 
     everything = [entry for mine in shares for entry in mine]
     live = [share for _, share in everything if not share.released]

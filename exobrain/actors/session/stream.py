@@ -170,7 +170,8 @@ class Stream:
             kept.append(StreamEvent(self.stream_id, run[-1].seq, "message_chunk", text, run[0].seq))
         self.events = kept
         ends = sum(map(sys.getsizeof, self._ends.values()))
-        self._nbytes = _KEPT_STREAM_BYTES + sys.getsizeof(self.started.message) + _weight(kept) + ends
+        question = sys.getsizeof(self.started.message)
+        self._nbytes = _KEPT_STREAM_BYTES + question + _weight(kept) + ends
 
     def _cut(self, run: StreamEvent, first: int, seq: int) -> StreamEvent:
         """What of the merged ``run`` (``first``..``run.seq``) follows chunk ``seq``."""
