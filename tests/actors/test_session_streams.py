@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import uuid
@@ -97,7 +98,7 @@ def test_the_budget_stays_exact_while_many_sessions_change_it_at_once() -> None:
         barrier.wait()
         for turn in range(3000):
             key = number * 100_000 + turn
-            share = budget.share(lambda key=key: evictions.append(key))
+            share = budget.share(functools.partial(evictions.append, key))
             mine.append((key, share))
             for size in range(1000, 6000, 1000):  # a running turn grows...
                 share.resize(size)
