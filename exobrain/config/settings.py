@@ -178,6 +178,7 @@ class Settings(BaseSettings):
     job_watch_recheck_seconds: float = Field(default=5.0, gt=0, le=300)
 
     # Knowledge base
+    knowledge_base_enabled: bool = True
     knowledge_collection: str = Field(default="exobrain_passages", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     embeddings_base_url: HttpUrl | None = None
     embeddings_api_key: SecretStr | None = None

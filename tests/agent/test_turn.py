@@ -14,8 +14,9 @@ from fake_provider import Failure, FakeProvider, Stream, serve, text, tool_calls
 
 from exobrain.agent.events import Event, wire
 from exobrain.agent.mock import MockReplies, load_messages
-from exobrain.agent.model import MockModel, OpenAIModel
+from exobrain.agent.model import MockModel
 from exobrain.agent.prompt import system_prompt
+from exobrain.agent.provider import OpenAIModel
 from exobrain.agent.tools import MockBackend, build_tools
 from exobrain.agent.turn import TurnFailed, TurnState, run_turn
 from exobrain.embedded import free_port

@@ -12,9 +12,8 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openai
 import orjson
 import pykka
 from aiohttp import hdrs, web
@@ -32,7 +31,7 @@ from exobrain.actors.session import (
     Tick,
 )
 from exobrain.agent.mock import MockReplies, load_messages
-from exobrain.agent.model import MockModel, Model, OpenAIModel
+from exobrain.agent.model import MockModel, Model
 from exobrain.agent.prompt import system_prompt
 from exobrain.agent.tools import (
     MockBackend,
@@ -54,6 +53,9 @@ from exobrain.supervision import ActorUnavailable, ChildSpec, Supervision, tell
 
 from . import sessions, streams
 from .sessions import ChatMessage, ChatRefused
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,10 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
         replies = MockReplies(load_messages(settings.main_agent_mock_messages_file))
         model = MockModel(replies, words_per_second=settings.main_agent_mock_words_per_second)
     else:
+        import openai  # noqa: PLC0415 - 13 MB or more, for the real model only
+
+        from exobrain.agent.provider import OpenAIModel  # noqa: PLC0415
+
         client = openai.AsyncOpenAI(
             base_url=str(settings.model_provider_base_url),
             api_key="unused",  # OpenAI-compatible gateways authenticate upstream
