@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiohttp import ClientResponse
 from auth_support import Client, start
-from test_chat import follow, send, signed_in
+from test_chat import follow, parse_sse, send, signed_in
 
 from exobrain.actors.session import (
     RunningSession,
@@ -37,13 +36,6 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))
 from fake_provider import FakeProvider, Stream, serve, text
 
 AiohttpClient = Callable[..., Any]
-
-
-@pytest.fixture
-async def provider() -> AsyncIterator[tuple[FakeProvider, str]]:
-    fake = FakeProvider()
-    async for url in serve(fake):
-        yield fake, url
 
 
 async def read_until(response: ClientResponse, wanted: str) -> None:
@@ -74,30 +66,31 @@ async def held(client: Client, user_id: uuid.UUID, stream_id: str) -> Subscribed
 async def test_a_long_answer_shrinks_once_finished_and_resumes_exactly_after_any_number(
     aiohttp_client: AiohttpClient,
     make_settings: Callable[..., Settings],
-    provider: tuple[FakeProvider, str],
 ) -> None:
-    fake, url = provider
-    pieces = [f"word{n} " for n in range(3000)]
-    fake.scripts.append(Stream(text(*pieces).chunks, stall_after=len(pieces) + 1))
-    client = await start(
-        aiohttp_client, make_settings, main_agent_use_mock=False, model_provider_base_url=url
-    )
-    budget = client.app[CHAT].streams
-    _, headers = await signed_in(client)
-    stream_id = (await (await send(client, headers, "a long story, please")).json())["stream_id"]
-    live = await client.get(f"/api/chat/stream/{stream_id}", headers=headers)
-    await read_until(live, "".join(pieces))  # every word is in the session: it pushed them
-    running = budget.retained_bytes
-    fake.release.set()
-    assert (await live.text()).rstrip().endswith('data: {"reason":"completed"}')
-    finished = budget.retained_bytes
+    fake = FakeProvider()
+    async for url in serve(fake):
+        pieces = [f"word{n} " for n in range(3000)]
+        fake.scripts.append(Stream(text(*pieces).chunks, stall_after=len(pieces) + 1))
+        client = await start(
+            aiohttp_client, make_settings, main_agent_use_mock=False, model_provider_base_url=url
+        )
+        budget = client.app[CHAT].streams
+        _, headers = await signed_in(client)
+        sent = await send(client, headers, "a long story, please")
+        stream_id = (await sent.json())["stream_id"]
+        live = await client.get(f"/api/chat/stream/{stream_id}", headers=headers)
+        await read_until(live, "".join(pieces))  # every word is in the session: it pushed them
+        running = budget.retained_bytes
+        fake.release.set()
+        assert parse_sse(await live.text())[-1][1:] == ("done", {"reason": "completed"})
+        finished = budget.retained_bytes
 
-    assert running > 250 * len(pieces)  # an event per word while it runs
-    assert finished < running / 10  # one merged event, about the text, once it is done
-    for after in (0, 1, 1234, 2999, 3000):
-        events = await follow(client, headers, stream_id, **{"Last-Event-ID": str(after)})
-        assert answer_of(events) == "".join(pieces[after:])
-        assert events[-1][1:] == ("done", {"reason": "completed"})
+        assert running > 250 * len(pieces)  # an event per word while it runs
+        assert finished < running / 10  # one merged event, about the text, once it is done
+        for after in (0, 1, 1234, 2999, 3000):
+            events = await follow(client, headers, stream_id, **{"Last-Event-ID": str(after)})
+            assert answer_of(events) == "".join(pieces[after:])
+            assert events[-1][1:] == ("done", {"reason": "completed"})
 
 
 async def test_past_the_cap_the_oldest_finished_streams_go_first_and_the_log_serves_them(
@@ -135,44 +128,42 @@ async def test_past_the_cap_the_oldest_finished_streams_go_first_and_the_log_ser
 async def test_a_running_stream_outlives_a_tiny_cap_and_a_resuming_reader_misses_nothing(
     aiohttp_client: AiohttpClient,
     make_settings: Callable[..., Settings],
-    provider: tuple[FakeProvider, str],
 ) -> None:
-    fake, url = provider
-    pieces = [f"piece{n} " for n in range(200)]
-    fake.scripts += [text("A short ", "answer."), Stream(text(*pieces).chunks, stall_after=101)]
-    client = await start(
-        aiohttp_client,
-        make_settings,
-        main_agent_use_mock=False,
-        model_provider_base_url=url,
-        chat_streams_max_bytes=1024,
-    )
-    account, headers = await signed_in(client)
-    short = (await (await send(client, headers, "briefly")).json())["stream_id"]
-    assert answer_of(await follow(client, headers, short)) == "A short answer."
-    long = (await (await send(client, headers, "at length")).json())["stream_id"]
-    live = await client.get(f"/api/chat/stream/{long}", headers=headers)
-    await read_until(live, "".join(pieces[:100]))
+    fake = FakeProvider()
+    async for url in serve(fake):
+        pieces = [f"piece{n} " for n in range(200)]
+        fake.scripts += [text("A short ", "answer."), Stream(text(*pieces).chunks, stall_after=101)]
+        client = await start(
+            aiohttp_client,
+            make_settings,
+            main_agent_use_mock=False,
+            model_provider_base_url=url,
+            chat_streams_max_bytes=1024,
+        )
+        account, headers = await signed_in(client)
+        short = (await (await send(client, headers, "briefly")).json())["stream_id"]
+        assert answer_of(await follow(client, headers, short)) == "A short answer."
+        long = (await (await send(client, headers, "at length")).json())["stream_id"]
+        live = await client.get(f"/api/chat/stream/{long}", headers=headers)
+        await read_until(live, "".join(pieces[:100]))
 
-    assert await held(client, account.user_id, short) is None  # finished, past the cap
-    status = await held(client, account.user_id, long)
-    assert status == Subscribed(last_seq=100, finished=False)  # running: never evicted
-    assert client.app[CHAT].streams.retained_bytes > 1024
-    resuming = await client.get(
-        f"/api/chat/stream/{long}", headers={**headers, "Last-Event-ID": "42"}
-    )
-    await read_until(resuming, "".join(pieces[42:100]))
-    fake.release.set()
-    rest = await resuming.text()
-    assert "".join(pieces[100:]) in "".join(
-        orjson.loads(line[6:])["text"] for line in rest.splitlines() if '"text"' in line
-    )
-    assert rest.rstrip().endswith('data: {"reason":"completed"}')
-    await live.text()
-    assert await held(client, account.user_id, long) is None  # finished: now past the cap
-    events = await follow(client, headers, long, **{"Last-Event-ID": "42"})
-    assert answer_of(events) == "".join(pieces[42:])  # from the chat log
-    assert events[-1][1:] == ("done", {"reason": "completed"})
+        assert await held(client, account.user_id, short) is None  # finished, past the cap
+        status = await held(client, account.user_id, long)
+        assert status == Subscribed(last_seq=100, finished=False)  # running: never evicted
+        assert client.app[CHAT].streams.retained_bytes > 1024
+        resuming = await client.get(
+            f"/api/chat/stream/{long}", headers={**headers, "Last-Event-ID": "42"}
+        )
+        await read_until(resuming, "".join(pieces[42:100]))
+        fake.release.set()
+        for reader in (resuming, live):  # each gets the rest exactly, then the end
+            rest = parse_sse(await reader.text())
+            assert answer_of(rest) == "".join(pieces[100:])
+            assert rest[-1][1:] == ("done", {"reason": "completed"})
+        assert await held(client, account.user_id, long) is None  # finished: now past the cap
+        events = await follow(client, headers, long, **{"Last-Event-ID": "42"})
+        assert answer_of(events) == "".join(pieces[42:])  # from the chat log
+        assert events[-1][1:] == ("done", {"reason": "completed"})
 
 
 def _weights(question: str, reply: str) -> tuple[int, int]:
