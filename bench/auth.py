@@ -2,7 +2,10 @@
 
 Fifty logins (token mode, the seeded user) start at once while a few workers
 poll ``GET /api/users/me`` with a bearer token; the same polling measured
-before the burst gives the idle figure to compare with.
+before the burst gives the idle figure to compare with. A browser's write is
+measured too: ``PATCH /api/users/me/configs`` with the session cookie, its
+page's ``Origin`` and JSON, as the frontend sends it (the cross-site checks'
+hot path).
 """
 
 from __future__ import annotations
@@ -73,9 +76,35 @@ async def _poll_while(name: str, request: Request, running: asyncio.Task[Summary
     )
 
 
+async def _cookie_writes(options: Options) -> Summary:
+    """The browser frontend's PATCH of a setting (to the value it has), on a session cookie."""
+    jar = aiohttp.CookieJar(unsafe=True)  # keep cookies of an IP-address host
+    async with aiohttp.ClientSession(cookie_jar=jar) as browser:
+        web_login = {key: CREDENTIALS[key] for key in ("email", "password")}
+        async with browser.post(options.url + "/api/auth/login", json=web_login) as response:
+            if response.status != 200:
+                raise RuntimeError(f"the seeded browser login failed: {response.status}")
+        headers = {"Origin": options.url}
+        body = {"update": {"key": "frontend.theme", "value": "gruvbox-dark"}}
+
+        async def patch() -> bool:
+            async with browser.patch(
+                options.url + "/api/users/me/configs", json=body, headers=headers
+            ) as response:
+                await response.read()
+                return response.status == 200
+
+        for _ in range(min(200, options.requests)):
+            await patch()
+        return await closed_loop(
+            "cookie configs patch", patch, total=options.requests, concurrency=PROBES
+        )
+
+
 @benchmark("auth")
 async def auth(session: aiohttp.ClientSession, options: Options) -> list[Summary]:
-    """/api/users/me p99 idle, then during 50 concurrent logins; and the logins themselves."""
+    """/api/users/me p99 idle, then during 50 concurrent logins; the logins themselves; a
+    cookie-authenticated write."""
     token = await _login(session, options)
     if token is None:
         raise RuntimeError("the seeded login failed: is this an `exobrain dev` server?")
@@ -91,4 +120,5 @@ async def auth(session: aiohttp.ClientSession, options: Options) -> list[Summary
     idle = await closed_loop("users_me idle", me, total=options.requests, concurrency=PROBES)
     burst = asyncio.create_task(_burst(session, options))
     during = await _poll_while("users_me during logins", me, burst)
-    return [idle, during, await burst]
+    done = await burst
+    return [idle, during, done, await _cookie_writes(options)]

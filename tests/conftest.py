@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -135,21 +136,18 @@ def chat_log(nats_url: str, namespace: str) -> Iterator[dict[str, str]]:
     asyncio.run(delete())
 
 
-@pytest.fixture
-def make_settings(
-    tmp_path: Path,
-    database_url: str,
-    redis_url: str,
-    namespace: str,
-    chat_log: dict[str, str],
+@pytest.fixture(scope="session")
+def settings_factory(
+    database_url: str, redis_url: str, namespace: str, chat_log: dict[str, str]
 ) -> Callable[..., Settings]:
-    """Settings for an app on the session's servers; keyword arguments override."""
+    """Settings for an app on the session's servers with its state in ``state_dir``;
+    keyword arguments override. For fixtures that outlive a test; tests use ``make_settings``."""
 
-    def make(**overrides: Any) -> Settings:
+    def make(state_dir: Path, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "app_env": "local",
             "access_log": False,
-            "exobrain_state_dir": tmp_path / "state",
+            "exobrain_state_dir": state_dir,
             "assistant_db_dsn": database_url,
             "assistant_cache_redis_url": redis_url,
             "redis_key_prefix": f"test:{namespace}:",
@@ -160,6 +158,14 @@ def make_settings(
         return Settings(_env_file=None, **values)
 
     return make
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, settings_factory: Callable[..., Settings]
+) -> Callable[..., Settings]:
+    """Settings for an app on the session's servers; keyword arguments override."""
+    return functools.partial(settings_factory, tmp_path / "state")
 
 
 @pytest.fixture

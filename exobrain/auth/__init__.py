@@ -1,11 +1,13 @@
-"""Authentication: passwords, browser sessions, access and refresh tokens, login throttling."""
+"""Authentication: passwords, browser sessions, access and refresh tokens, login throttling
+with device tokens."""
 
 from .batching import Batcher
+from .devices import DeviceTokens
 from .passwords import hash_password, unmatchable_hash, verify_password
 from .principal import Principal
 from .refresh import RefreshGrant, RefreshTokens
 from .sessions import WebSessions
-from .throttle import Attempt, LoginThrottle, LoginThrottledError
+from .throttle import Attempt, Limits, LoginThrottle, LoginThrottledError
 from .tokens import AccessClaims, AccessTokens, InvalidTokenError
 from .verifier import PasswordVerifier, default_workers
 
@@ -14,7 +16,9 @@ __all__ = [
     "AccessTokens",
     "Attempt",
     "Batcher",
+    "DeviceTokens",
     "InvalidTokenError",
+    "Limits",
     "LoginThrottle",
     "LoginThrottledError",
     "PasswordVerifier",

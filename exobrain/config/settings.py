@@ -136,7 +136,12 @@ class Settings(BaseSettings):
     auth_access_token_ttl_seconds: int = Field(default=900, ge=1, le=86_400)
     auth_refresh_token_ttl_seconds: int = Field(default=604_800, ge=1, le=31_536_000)
     auth_cookie_name: str = "exobrain_session"
+    auth_allowed_origins: frozenset[str] = frozenset()
+    auth_device_cookie_name: str = "exobrain_device"
+    auth_device_cookie_ttl_seconds: int = Field(default=31_536_000, ge=60, le=63_072_000)
     auth_login_max_failures: int = Field(default=10, ge=1, le=1000)
+    auth_login_max_failures_per_email: int = Field(default=50, ge=1, le=100_000)
+    auth_login_max_failures_per_address: int = Field(default=100, ge=1, le=100_000)
     auth_login_failure_window_seconds: int = Field(default=900, ge=1, le=86_400)
 
     # Actors, supervision and operations
@@ -210,14 +215,14 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("auth_cookie_name")
+    @field_validator("auth_cookie_name", "auth_device_cookie_name")
     @classmethod
     def _cookie_name(cls, value: str) -> str:
         if not _COOKIE_NAME.match(value):
             raise ValueError("not a valid cookie name")
         return value
 
-    @field_validator("chat_ws_allowed_origins")
+    @field_validator("chat_ws_allowed_origins", "auth_allowed_origins")
     @classmethod
     def _origins(cls, value: frozenset[str]) -> frozenset[str]:
         origins = frozenset(origin.lower().rstrip("/") for origin in value)
@@ -247,6 +252,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "ASSISTANT_DB_POOL_MIN_SIZE: must not exceed ASSISTANT_DB_POOL_MAX_SIZE"
             )
+        if self.auth_device_cookie_name == self.auth_cookie_name:
+            raise ValueError("AUTH_DEVICE_COOKIE_NAME: must differ from AUTH_COOKIE_NAME")
         if self.is_local:
             return self
         secret = self.auth_jwt_secret.get_secret_value()

@@ -12,10 +12,12 @@ from exobrain.metrics import Metrics
 from . import actors, health, ops, resources, user_configs
 from .auth import setup_auth
 from .chat import ownership_ctx, session_ticker_ctx, setup_chat, setup_chat_socket
+from .csrf import csrf_middleware
 from .docs import setup_docs
 from .errors import error_middleware
 from .journal import setup_journal
 from .knowledge import setup_job_worker, setup_knowledge, setup_knowledge_base
+from .validation import utf8_headers
 
 #: Requests bodies above this are answered 413 before a handler sees them.
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -24,10 +26,11 @@ MAX_REQUEST_BYTES = 1024 * 1024
 def create_app(settings: Settings) -> web.Application:
     """Build the application; resources start and stop with it, in order."""
     app = web.Application(
-        middlewares=[ops.metrics_middleware, error_middleware], client_max_size=MAX_REQUEST_BYTES
+        middlewares=[ops.metrics_middleware, error_middleware, utf8_headers, csrf_middleware],
+        client_max_size=MAX_REQUEST_BYTES,
     )
     app[resources.SETTINGS] = settings
-    app[health.READINESS] = health.Readiness(settings.readiness_timeout_seconds)
+    app[health.READINESS] = health.Readiness(settings.readiness_timeout_seconds, ops.sees_details)
     app[actors.METRICS] = Metrics()
     app[actors.FATAL] = asyncio.Event()
     children: list[actors.ChildFactory] = [actors.journal_child]

@@ -14,13 +14,55 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from .actors import ACTORS, METRICS
 from .cluster import CLUSTER
+from .contract import OPS, Reply, operation
 from .errors import JsonError, json_response
 from .resources import SETTINGS
 
 routes = web.RouteTableDef()
+
+
+class Instance(TypedDict):
+    id: str
+    pid: int
+    #: The users whose chat sessions this instance owns.
+    owned_sessions: list[str]
+
+
+class ActorFailure(TypedDict):
+    at: str
+    kind: str
+    message: str
+
+
+class ActorNode(BaseModel):
+    """A supervisor (``failure``, ``children``), a child (``restart``, ``restarts``,
+    ``last_failure``, and ``children`` when it supervises; null when they did not answer),
+    or a chat session (``epoch``: its lease's)."""
+
+    name: str
+    class_: str | None = Field(alias="class")
+    state: str
+    mailbox: int
+    uptime_s: float | None = None
+    restart: str | None = None
+    restarts: int | None = None
+    last_failure: ActorFailure | None = None
+    failure: str | None = None
+    epoch: int | None = None
+    children: list[ActorNode] | None = None
+
+
+class ActorsReport(TypedDict):
+    instance: Instance
+    tree: ActorNode
+    #: Subtrees that failed for good.
+    failed: list[str]
+    closing: bool
 
 
 @web.middleware
@@ -49,13 +91,30 @@ def _authorize(request: web.Request) -> None:
         if settings.is_local:
             return
         raise JsonError(403, "ops endpoints are disabled: set OPS_TOKEN")
-    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-    expected = settings.ops_token.get_secret_value()
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected.encode()):
+    if not presents_ops_token(request):
         raise JsonError(401, "ops token required", headers={"WWW-Authenticate": "Bearer"})
 
 
+def sees_details(request: web.Request) -> bool:
+    """Whether the request may see operator detail such as readiness errors (hosts, ports,
+    driver messages): under ``APP_ENV=local``, or with the ops token."""
+    return request.app[SETTINGS].is_local or presents_ops_token(request)
+
+
+def presents_ops_token(request: web.Request) -> bool:
+    """Whether the request carries ``Authorization: Bearer $OPS_TOKEN`` (False when unset)."""
+    token = request.app[SETTINGS].ops_token
+    if token is None:
+        return False
+    scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.encode(errors="surrogateescape"), expected
+    )
+
+
 @routes.get("/api/ops/actors")
+@operation(security=OPS, responses={200: Reply("This instance and its actors.", ActorsReport)})
 async def actors(request: web.Request) -> web.Response:
     """This instance (id, pid, the users it owns) and its supervisor tree: state, mailbox
     depth, restarts, last failure and uptime per actor."""
@@ -79,6 +138,10 @@ async def actors(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
+@operation(
+    security=OPS,
+    responses={200: Reply("The metrics.", str, media_type="text/plain")},
+)
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus metrics in the text exposition format."""
     _authorize(request)

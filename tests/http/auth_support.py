@@ -90,14 +90,15 @@ async def me_with(client: Client, access_token: str) -> aiohttp.ClientResponse:
 
 
 async def login_from(
-    client: Client, address: str, email: str, password: str
+    client: Client, address: str, email: str, password: str, **fields: str
 ) -> tuple[int, dict[str, Any], str | None]:
-    """Log in over a connection from ``address`` (any of 127/8): status, body, Retry-After."""
+    """Log in over a connection from ``address`` (any of 127/8): status, body, Retry-After.
+
+    Token mode unless ``fields`` say otherwise (``device_token`` among them)."""
     connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    body = {"email": email, "password": password, **TOKENS, **fields}
     async with (
         aiohttp.ClientSession(connector=connector) as session,
-        session.post(
-            client.make_url(LOGIN), json={"email": email, "password": password, **TOKENS}
-        ) as response,
+        session.post(client.make_url(LOGIN), json=body) as response,
     ):
         return response.status, await response.json(), response.headers.get("Retry-After")

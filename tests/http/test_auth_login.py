@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 
+from aiohttp import ClientResponse
 from auth_support import (
     LOGIN,
     LOGOUT,
@@ -22,9 +23,15 @@ from auth_support import (
 from exobrain.config import Settings
 
 
-def session_cookie(set_cookie: str, name: str = "exobrain_session") -> dict[str, str | bool]:
-    morsel = SimpleCookie(set_cookie)[name]
-    return {"value": morsel.value, **{key: morsel[key] for key in morsel if morsel[key]}}
+def session_cookie(
+    response: ClientResponse, name: str = "exobrain_session"
+) -> dict[str, str | bool]:
+    """The cookie ``name`` the response sets, with its attributes."""
+    for set_cookie in response.headers.getall("Set-Cookie", []):
+        if name in (cookies := SimpleCookie(set_cookie)):
+            morsel = cookies[name]
+            return {"value": morsel.value, **{key: morsel[key] for key in morsel if morsel[key]}}
+    raise AssertionError(f"no {name} cookie set")
 
 
 async def test_web_login_sets_a_session_cookie_that_alone_authenticates(
@@ -36,12 +43,16 @@ async def test_web_login_sets_a_session_cookie_that_alone_authenticates(
     response = await client.post(LOGIN, json=account.credentials())
     assert response.status == 200
     assert await response.json() == {"session_established": True, "user_name": account.name}
-    cookie = session_cookie(response.headers["Set-Cookie"])
+    cookie = session_cookie(response)
     assert cookie["httponly"] is True
     assert cookie["samesite"] == "Lax"
     assert cookie["path"] == "/"
     assert "secure" not in cookie  # APP_ENV=local serves plain http
     assert cookie["max-age"] == "604800"
+    device = session_cookie(response, "exobrain_device")
+    assert (device["httponly"], device["samesite"], device["path"]) == (True, "Lax", "/")
+    assert "secure" not in device
+    assert device["max-age"] == "31536000"
 
     me = await client.get(ME)  # the cookie jar sends the cookie; nothing else identifies us
     assert me.status == 200
@@ -57,9 +68,10 @@ async def test_session_cookie_is_secure_outside_local(
     account = await create_account(client)
     response = await client.post(LOGIN, json=account.credentials(session_mode="web"))
     assert response.status == 200
-    cookie = session_cookie(response.headers["Set-Cookie"])
-    assert cookie["secure"] is True
-    assert (cookie["httponly"], cookie["samesite"], cookie["path"]) == (True, "Lax", "/")
+    for name in ("exobrain_session", "exobrain_device"):
+        cookie = session_cookie(response, name)
+        assert cookie["secure"] is True
+        assert (cookie["httponly"], cookie["samesite"], cookie["path"]) == (True, "Lax", "/")
 
 
 async def test_every_other_mode_gets_a_token_pair(
@@ -75,7 +87,13 @@ async def test_every_other_mode_gets_a_token_pair(
         assert response.status == 200, (mode, policy)
         assert "Set-Cookie" not in response.headers
         body = await response.json()
-        assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in"}
+        assert set(body) == {
+            "access_token",
+            "refresh_token",
+            "token_type",
+            "expires_in",
+            "device_token",
+        }
         assert (body["token_type"], body["expires_in"]) == ("bearer", 120)
         me = await me_with(client, body["access_token"])
         assert await me.json() == {"name": account.name, "email": account.email}
@@ -114,12 +132,12 @@ async def test_logout_ends_the_server_session_and_clears_the_cookie(
     client = await start(aiohttp_client, make_settings)
     account = await create_account(client)
     login = await client.post(LOGIN, json=account.credentials())
-    session_id = session_cookie(login.headers["Set-Cookie"])["value"]
+    session_id = session_cookie(login)["value"]
     assert (await client.get(ME)).status == 200
 
     logout = await client.post(LOGOUT)
     assert logout.status == 204
-    cleared = session_cookie(logout.headers["Set-Cookie"])
+    cleared = session_cookie(logout)
     assert (cleared["value"], cleared["max-age"], cleared["path"]) == ("", "0", "/")
     assert (await client.get(ME)).status == 401
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "agent"))
 from fake_provider import FakeProvider, Stream, serve, text
 
 AiohttpClient = Callable[..., Any]
-MOCK_REPLIES = load_messages(None)
+MOCK_REPLIES = {reply.text for reply in load_messages(None)}
 
 
 async def signed_in(client: Client) -> tuple[Account, dict[str, str]]:
@@ -185,7 +185,10 @@ async def test_last_event_id_resumes_after_that_event(client: Client) -> None:
     bad = await client.get(
         f"/api/chat/stream/{stream_id}", headers={**headers, "Last-Event-ID": "x"}
     )
-    assert bad.status == 400
+    assert bad.status == 422
+    assert [problem["loc"] for problem in (await bad.json())["detail"]] == [
+        ["header", "Last-Event-ID"]
+    ]
 
 
 async def test_a_reader_that_leaves_does_not_stop_the_turn(client: Client) -> None:

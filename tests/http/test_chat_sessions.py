@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from aiohttp import web
 from auth_support import Account, Client, create_account, start
-from exobrain.http.knowledge.base import PASSAGES
 from test_chat import eventually_stored, parse_sse, send, signed_in
 
 from exobrain.actors.session import SessionFor
@@ -21,6 +20,7 @@ from exobrain.config import Settings
 from exobrain.embedded import free_port
 from exobrain.http.actors import SESSIONS
 from exobrain.http.cluster import CLUSTER
+from exobrain.http.knowledge.base import PASSAGES
 from exobrain.http.resources import PG_POOL
 from exobrain.knowledge import Passage
 from exobrain.supervision import ask, tell

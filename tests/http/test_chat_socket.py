@@ -29,7 +29,7 @@ from fake_provider import FakeProvider, Stream, serve, text
 
 AiohttpClient = Callable[..., Any]
 WS = "/api/chat/ws"
-MOCK_REPLIES = load_messages(None)
+MOCK_REPLIES = {reply.text for reply in load_messages(None)}
 
 
 async def connect(client: Client, headers: dict[str, str]) -> aiohttp.ClientWebSocketResponse:

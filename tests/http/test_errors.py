@@ -51,7 +51,11 @@ async def test_errors_are_json(aiohttp_client: AiohttpClient, settings: Settings
     assert (refused.status, await refused.json()) == (429, {"detail": "slow down"})
     assert refused.headers["Retry-After"] == "7"
 
-    too_big = await client.post("/test/body", data=io.BytesIO(b"x" * (2 * 1024 * 1024)))
+    too_big = await client.post(
+        "/test/body",
+        data=io.BytesIO(b"x" * (2 * 1024 * 1024)),
+        headers={"Content-Type": "application/json"},
+    )
     assert too_big.status == 413
     assert too_big.content_type == "application/json"
     assert "detail" in await too_big.json()

@@ -75,6 +75,49 @@ async def test_memgraph_is_checked_only_when_configured(
     assert body["checks"]["postgres"]["status"] == "ok"
 
 
+async def test_readyz_shows_why_a_check_failed_only_to_operators(
+    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
+) -> None:
+    nobody_listens = f"bolt://127.0.0.1:{free_port()}"
+    client = await aiohttp_client(
+        create_app(
+            make_settings(
+                app_env="production",
+                auth_jwt_secret="x" * 40,
+                ops_token="operator-token",
+                exobrain_memgraph_url=nobody_listens,
+            )
+        )
+    )
+    for headers in ({}, {"Authorization": "Bearer not-the-token"}):
+        response = await client.get("/readyz", headers=headers)
+        assert response.status == 503
+        body = await response.json()
+        assert body["status"] == "unavailable"
+        assert body["checks"]["memgraph"] == {"status": "error"}
+        assert all(set(check) == {"status"} for check in body["checks"].values())
+        text = await response.text()
+        assert "127.0.0.1" not in text
+        assert nobody_listens.rsplit(":", 1)[1] not in text
+
+    response = await client.get("/readyz", headers={"Authorization": "Bearer operator-token"})
+    assert response.status == 503
+    checks = (await response.json())["checks"]
+    assert checks["memgraph"]["status"] == "error"
+    assert checks["memgraph"]["error"]
+    assert "latency_ms" in checks["postgres"]
+
+
+async def test_readyz_shows_statuses_only_outside_local_without_an_ops_token(
+    aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(app_env="production", auth_jwt_secret="x" * 40)
+    client = await aiohttp_client(create_app(settings))
+    _, body = await readiness(client)
+    assert body["checks"]["postgres"] == {"status": "ok"}
+    assert all(set(check) == {"status"} for check in body["checks"].values())
+
+
 @pytest.mark.fault
 @pytest.mark.parametrize(
     ("kind", "setting"),

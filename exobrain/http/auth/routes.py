@@ -11,30 +11,66 @@ from typing import Literal
 
 from aiohttp import hdrs, web
 from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
 
 from exobrain.auth import LoginThrottledError, Principal, RefreshGrant
 from exobrain.http import users
+from exobrain.http.contract import Header, Reply, operation, throttled
 from exobrain.http.errors import JsonError, json_response
 from exobrain.http.resources import PG_POOL, SETTINGS
-from exobrain.http.validation import parse_body
+from exobrain.http.validation import Text, parse_body
 from exobrain.store.users import find_password_identity, find_user
 
 from .authentication import AUTH, Auth, auth_ctx, unauthorized
 
 
 class LoginRequest(BaseModel):
-    email: str
-    password: str = Field(min_length=8)
+    email: Text
+    password: Text = Field(min_length=8)
     session_mode: Literal["web", "api"] = "web"
     issuance_policy: Literal["session", "tokens"] = "session"
+    device_token: Text | None = Field(
+        default=None,
+        description="The `device_token` of an earlier login with this email (browsers send "
+        "the device cookie instead): the attempt counts only against that device's failures.",
+    )
 
 
 class RefreshRequest(BaseModel):
-    refresh_token: str
+    refresh_token: Text
 
 
 class LogoutRequest(BaseModel):
-    refresh_token: str | None = None
+    refresh_token: Text | None = None
+
+
+class WebSession(TypedDict):
+    """A browser's login: the session is in the HttpOnly cookie, not in the body."""
+
+    session_established: Literal[True]
+    user_name: str
+
+
+class TokenPair(TypedDict):
+    """An API client's login: a short-lived access token and the refresh token that renews it."""
+
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+
+
+class LoginTokens(TokenPair):
+    """A token pair, and this client's new device token for its next logins."""
+
+    device_token: str
+
+
+SET_COOKIE = Header(
+    "The session cookie, and on login the device cookie (HttpOnly, SameSite=Lax).",
+    required=False,
+)
+INVALID_REFRESH = Reply("The refresh token is unknown, expired, revoked or was already used.")
 
 
 routes = web.RouteTableDef()
@@ -48,30 +84,65 @@ def setup_auth(app: web.Application) -> None:
 
 
 @routes.post("/api/auth/login")
+@operation(
+    body=LoginRequest,
+    outage=True,
+    responses={
+        200: Reply(
+            "Logged in: a web session (cookies set) or a token pair.",
+            WebSession | LoginTokens,
+            headers={"Set-Cookie": SET_COOKIE},
+        ),
+        401: Reply("Wrong email or password."),
+        429: throttled(
+            "Too many failed logins for this device, or for this email or address from a "
+            "client without the email's device token; the detail says when to retry."
+        ),
+    },
+)
 async def login(request: web.Request) -> web.Response:
     """Log in with email and password.
 
     `session_mode=web` with `issuance_policy=session` (the defaults) sets an HttpOnly
-    session cookie and answers `{session_established, user_name}`; any other combination
-    answers `{access_token, refresh_token, token_type, expires_in}`. 401 on wrong
-    credentials; 429 with `Retry-After` after too many failures for the email or address.
+    session cookie and the device cookie, and answers `{session_established, user_name}`;
+    any other combination answers `{access_token, refresh_token, token_type, expires_in,
+    device_token}`. 401 on wrong credentials; 429 with `Retry-After` after too many
+    failures (a client with this email's device cookie or `device_token` is held only to
+    its own failures).
     """
     body = await parse_body(request, LoginRequest)
-    auth = request.app[AUTH]
+    auth, settings = request.app[AUTH], request.app[SETTINGS]
+    presented = body.device_token or request.cookies.get(settings.auth_device_cookie_name)
+    device = auth.devices.device(body.email, presented)
     try:
-        user = await _check_credentials(auth, request, body)
+        user = await _check_credentials(auth, request, body, device)
     except LoginThrottledError as exc:
         raise JsonError(
             429,
-            "too many failed logins, try again later",
+            f"too many failed logins: retry in {exc.retry_after} second"
+            + ("s" if exc.retry_after != 1 else ""),
             headers={hdrs.RETRY_AFTER: str(exc.retry_after)},
         ) from None
+    device_token = auth.devices.issue(body.email)
     if body.session_mode == "web" and body.issuance_policy == "session":
-        return await _start_web_session(request, user)
-    return _token_pair(auth, user, await auth.refresh_tokens.issue(user.user_id))
+        response = await _start_web_session(request, user)
+        _set_cookie(
+            request,
+            response,
+            settings.auth_device_cookie_name,
+            device_token,
+            auth.devices.ttl_seconds,
+        )
+        return response
+    return _token_pair(auth, user, await auth.refresh_tokens.issue(user.user_id), device_token)
 
 
 @routes.post("/api/auth/token_refresh")
+@operation(
+    body=RefreshRequest,
+    outage=True,
+    responses={200: Reply("A new token pair.", TokenPair), 401: INVALID_REFRESH},
+)
 async def token_refresh(request: web.Request) -> web.Response:
     """Exchange a refresh token for a new token pair; the presented token is revoked.
 
@@ -91,6 +162,16 @@ async def token_refresh(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/auth/logout")
+@operation(
+    body=LogoutRequest,
+    body_required=False,
+    outage=True,
+    responses={
+        204: Reply(
+            "Logged out; the session cookie is cleared.", None, headers={"Set-Cookie": SET_COOKIE}
+        )
+    },
+)
 async def logout(request: web.Request) -> web.Response:
     """End the browser session and clear its cookie; always 204.
 
@@ -115,9 +196,12 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
-async def _check_credentials(auth: Auth, request: web.Request, body: LoginRequest) -> Principal:
+async def _check_credentials(
+    auth: Auth, request: web.Request, body: LoginRequest, device: str | None
+) -> Principal:
     """The user the credentials belong to, as the login throttle admits and counts it."""
-    async with auth.throttle.attempt(body.email, request.remote or "unknown") as attempt:
+    address = request.remote or "unknown"
+    async with auth.throttle.attempt(body.email, address, device) as attempt:
         identity = await find_password_identity(request.app[PG_POOL], body.email)
         matched = await auth.passwords.verify(
             body.password, None if identity is None else identity.password_hash
@@ -133,24 +217,40 @@ async def _start_web_session(request: web.Request, user: Principal) -> web.Respo
     settings = request.app[SETTINGS]
     session_id = await request.app[AUTH].sessions.create(user.user_id)
     response = json_response({"session_established": True, "user_name": user.name})
-    response.set_cookie(
+    _set_cookie(
+        request,
+        response,
         settings.auth_cookie_name,
         session_id,
-        max_age=settings.auth_refresh_token_ttl_seconds,
-        path="/",
-        secure=not settings.is_local,
-        httponly=True,
-        samesite="Lax",
+        settings.auth_refresh_token_ttl_seconds,
     )
     return response
 
 
-def _token_pair(auth: Auth, user: Principal, grant: RefreshGrant) -> web.Response:
-    return json_response(
-        {
-            "access_token": auth.access_tokens.issue(user, grant.login_id),
-            "refresh_token": grant.token,
-            "token_type": "bearer",
-            "expires_in": auth.access_tokens.ttl_seconds,
-        }
+def _set_cookie(
+    request: web.Request, response: web.Response, name: str, value: str, max_age: int
+) -> None:
+    """HttpOnly, SameSite=Lax, the whole site, and Secure wherever browsers reach us over TLS."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        secure=not request.app[SETTINGS].is_local,
+        httponly=True,
+        samesite="Lax",
     )
+
+
+def _token_pair(
+    auth: Auth, user: Principal, grant: RefreshGrant, device_token: str | None = None
+) -> web.Response:
+    pair: dict[str, str | int] = {
+        "access_token": auth.access_tokens.issue(user, grant.login_id),
+        "refresh_token": grant.token,
+        "token_type": "bearer",
+        "expires_in": auth.access_tokens.ttl_seconds,
+    }
+    if device_token is not None:
+        pair["device_token"] = device_token
+    return json_response(pair)

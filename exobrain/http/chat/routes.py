@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pykka
 from aiohttp import hdrs, web
+from pydantic import Field, ValidationError
+from typing_extensions import TypedDict
 
 from exobrain.actors.session import (
     Agent,
@@ -30,8 +32,8 @@ from exobrain.actors.session import (
     Subscription,
     Tick,
 )
-from exobrain.agent.mock import MockReplies, load_messages
-from exobrain.agent.model import MockModel, Model
+from exobrain.agent.mock import MockModel, MockReplies, load_messages
+from exobrain.agent.model import Model
 from exobrain.agent.prompt import system_prompt
 from exobrain.agent.tools import (
     MockBackend,
@@ -45,10 +47,11 @@ from exobrain.auth import Principal
 from exobrain.http.actors import ACTOR_CHILDREN, JOURNAL, SESSIONS
 from exobrain.http.auth.authentication import authenticated
 from exobrain.http.cluster import CLUSTER, cluster_ctx
+from exobrain.http.contract import RETRY_AFTER, USER, Reply, operation, throttled
 from exobrain.http.errors import JsonError, json_response
 from exobrain.http.knowledge.base import PASSAGES
 from exobrain.http.resources import PG_POOL, SETTINGS
-from exobrain.http.validation import parse_body
+from exobrain.http.validation import BIGINT, Params, parse_body, parse_headers
 from exobrain.supervision import ActorUnavailable, ChildSpec, Supervision, tell
 
 from . import sessions, streams
@@ -71,6 +74,39 @@ class ChatResources:
 
 CHAT = web.AppKey("chat", ChatResources)
 routes = web.RouteTableDef()
+
+
+class Accepted(TypedDict):
+    """The message is stored; its answer streams under this id."""
+
+    stream_id: uuid.UUID
+
+
+class Cancelled(TypedDict):
+    """False when the turn had already finished."""
+
+    cancelled: bool
+
+
+class StreamPath(Params):
+    stream_id: uuid.UUID
+
+
+class StreamHeaders(Params):
+    last_event_id: int = Field(
+        default=0,
+        ge=0,
+        le=BIGINT,
+        alias="Last-Event-ID",
+        description="Resume after the event with this `id` (what `EventSource` sends itself).",
+    )
+
+
+NO_STREAM = Reply("No such stream, or another user's (or the id is not a UUID).")
+UNAVAILABLE = Reply(
+    "Chat is not available right now (restarting, moving, shutting down); try again.",
+    headers={"Retry-After": RETRY_AFTER},
+)
 
 
 async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -206,6 +242,16 @@ def _as_http() -> Iterator[None]:
 
 
 @routes.post("/api/chat/message")
+@operation(
+    body=ChatMessage,
+    security=USER,
+    outage=True,
+    responses={
+        200: Reply("Stored; the answer streams under `stream_id`.", Accepted),
+        429: throttled("Too many messages wait for an answer, or arrive too fast."),
+        503: UNAVAILABLE,
+    },
+)
 @authenticated
 async def send_message(request: web.Request, principal: Principal) -> web.Response:
     """Store the message in today's journal, queue its answer; `{stream_id}` to follow it.
@@ -219,17 +265,37 @@ async def send_message(request: web.Request, principal: Principal) -> web.Respon
     )
     with _as_http():
         accepted = await sessions.send_message(request.app, principal.user_id, body)
-    return json_response({"stream_id": str(accepted.stream_id)})
+    return json_response(Accepted(stream_id=accepted.stream_id))
 
 
 def _stream_id(request: web.Request) -> uuid.UUID:
+    """A stream id that is not a UUID names no stream: 404, as for any unknown one."""
     try:
-        return uuid.UUID(request.match_info["stream_id"])
-    except ValueError:
+        return StreamPath.model_validate(dict(request.match_info)).stream_id
+    except ValidationError:
         raise JsonError(404, "stream not found") from None
 
 
 @routes.get("/api/chat/stream/{stream_id}")
+@operation(
+    path=StreamPath,
+    headers=StreamHeaders,
+    security=USER,
+    outage=True,
+    responses={
+        200: Reply(
+            "Server-Sent Events, each `id: <seq>`, `event: <type>`, `data: <json>`: `tool_call"
+            " {tool_call_id, title, description}`, `tool_response {tool_call_id, message}`,"
+            " `error {tool_call_id|null, message}`, `message_chunk {text}`, and last `done"
+            " {reason}` (`completed`, `cancelled` or `error`); `: keep-alive` comments while"
+            " quiet.",
+            str,
+            media_type="text/event-stream",
+        ),
+        404: NO_STREAM,
+        503: UNAVAILABLE,
+    },
+)
 @authenticated
 async def follow_stream(request: web.Request, principal: Principal) -> web.StreamResponse:
     """The stream's events as Server-Sent Events: the ones so far, then live until `done`.
@@ -238,7 +304,7 @@ async def follow_stream(request: web.Request, principal: Principal) -> web.Strea
     stream's owner may read it.
     """
     stream_id, settings = _stream_id(request), request.app[SETTINGS]
-    after = _last_event_id(request)
+    after = parse_headers(request, StreamHeaders).last_event_id
     with _as_http():
         reader, done = await streams.open_stream(request.app, principal.user_id, stream_id, after)
     response = web.StreamResponse(
@@ -265,13 +331,6 @@ async def follow_stream(request: web.Request, principal: Principal) -> web.Strea
     return response
 
 
-def _last_event_id(request: web.Request) -> int:
-    raw = request.headers.get("Last-Event-ID", "0").strip() or "0"
-    if not raw.isdigit():
-        raise JsonError(400, "Last-Event-ID must be a non-negative integer")
-    return int(raw)
-
-
 async def _write(response: web.StreamResponse, events: Iterable[Item]) -> bool:
     """Write events as SSE frames in one write; True once ``done`` went out."""
     frames, done = [], False
@@ -289,6 +348,16 @@ async def _write(response: web.StreamResponse, events: Iterable[Item]) -> bool:
 
 
 @routes.post("/api/chat/stream/{stream_id}/cancel")
+@operation(
+    path=StreamPath,
+    security=USER,
+    outage=True,
+    responses={
+        200: Reply("Whether a turn was stopped.", Cancelled),
+        404: NO_STREAM,
+        503: UNAVAILABLE,
+    },
+)
 @authenticated
 async def cancel_stream(request: web.Request, principal: Principal) -> web.Response:
     """Stop the stream's turn: its partial answer is stored and the stream ends with
@@ -296,4 +365,4 @@ async def cancel_stream(request: web.Request, principal: Principal) -> web.Respo
     stream_id = _stream_id(request)
     with _as_http():
         cancelled = await sessions.cancel(request.app, principal.user_id, stream_id)
-    return json_response({"cancelled": cancelled})
+    return json_response(Cancelled(cancelled=cancelled))

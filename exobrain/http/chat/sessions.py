@@ -24,7 +24,7 @@ from typing import Any
 import nats.errors
 import redis.asyncio as redis
 from aiohttp import hdrs, web
-from pydantic import BaseModel, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from redis.exceptions import NoScriptError
 
 from exobrain.actors.session import (
@@ -50,6 +50,7 @@ from exobrain.cluster import (
 from exobrain.http.actors import SESSIONS
 from exobrain.http.cluster import CLUSTER
 from exobrain.http.resources import PG_POOL, REDIS, SETTINGS
+from exobrain.http.validation import NonBlankText
 from exobrain.supervision import ActorUnavailable, ask
 
 log = logging.getLogger(__name__)
@@ -78,16 +79,18 @@ _COUNT_SHA = hashlib.sha1(_COUNT.encode(), usedforsecurity=False).hexdigest()
 
 
 class ChatMessage(BaseModel):
-    """``max_chars`` comes in the validation context (CHAT_MAX_MESSAGE_CHARS)."""
+    """A message to store in today's journal and answer."""
 
-    message: str
+    # ``max_chars`` comes in the validation context (CHAT_MAX_MESSAGE_CHARS).
+    message: NonBlankText = Field(
+        description="At most `CHAT_MAX_MESSAGE_CHARS` characters (16,000 by default)."
+    )
+    #: A retry with the same id answers the same stream and starts nothing new.
     client_message_id: uuid.UUID
 
     @field_validator("message")
     @classmethod
     def _bounded(cls, value: str, info: ValidationInfo) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
         limit = (info.context or {}).get("max_chars")
         if limit is not None and len(value) > limit:
             raise ValueError(f"must be at most {limit} characters")

@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import nats.errors
@@ -40,6 +39,7 @@ from exobrain.http.actors import METRICS, SESSIONS
 from exobrain.http.auth.authentication import authenticate, bearer_token
 from exobrain.http.cluster import CLUSTER
 from exobrain.http.errors import JsonError
+from exobrain.http.origins import origin_allowed
 from exobrain.http.resources import SETTINGS
 from exobrain.supervision import ActorUnavailable, tell
 
@@ -289,13 +289,8 @@ def _check_origin(request: web.Request) -> None:
     """Cookies ride along on cross-site upgrades: those must come from an allowed origin."""
     if bearer_token(request) is not None:
         return
-    origin = request.headers.get("Origin", "").lower().rstrip("/")
-    allowed = request.app[SETTINGS].chat_ws_allowed_origins
-    if allowed:
-        ok = origin in allowed
-    else:
-        ok = bool(origin) and urlsplit(origin).netloc == request.host.lower()
-    if not ok:
+    origin = request.headers.get("Origin")
+    if not origin_allowed(request, origin, request.app[SETTINGS].chat_ws_allowed_origins):
         raise JsonError(403, "this origin may not open a chat socket with a session cookie")
 
 

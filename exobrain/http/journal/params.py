@@ -8,103 +8,64 @@ here. Unknown query parameters are ignored, as FastAPI does.
 
 from __future__ import annotations
 
-import functools
 import re
-from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal
 
-from aiohttp import web
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    TypeAdapter,
-    ValidationError,
+from pydantic import AfterValidator, Field, WithJsonSchema
+
+from exobrain.http.validation import BIGINT, NonBlankText, Params
+
+_YEAR = "(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP_YEAR = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = (
+    "(?:(?:0[13578]|1[02])/(?:0[1-9]|[12][0-9]|3[01])"
+    "|(?:0[469]|11)/(?:0[1-9]|[12][0-9]|30)"
+    "|02/(?:0[1-9]|1[0-9]|2[0-8]))"
 )
-
-from exobrain.http.errors import JsonError
-
-_REFERENCE = re.compile(r"\d{4}/\d{2}/\d{2}")
-_BIGINT = 2**63 - 1
+#: Exactly the days of the calendar (leap years included), so the OpenAPI document
+#: states the rule itself, not an approximation.
+REAL_DATE = re.compile(f"^(?:{_YEAR}/{_MONTH_DAY}|{_LEAP_YEAR}/02/29)$")
 
 
 def _real_date(reference: str) -> str:
-    try:
-        if _REFERENCE.fullmatch(reference):
-            datetime.strptime(reference, "%Y/%m/%d")
-            return reference
-    except ValueError:
-        pass
+    if REAL_DATE.fullmatch(reference):
+        return reference
     raise ValueError("must be a real date as YYYY/MM/DD")
 
 
-Reference = Annotated[str, AfterValidator(_real_date)]
-_REFERENCE_ADAPTER: TypeAdapter[str] = TypeAdapter(Reference)
+Reference = Annotated[
+    str,
+    AfterValidator(_real_date),
+    WithJsonSchema({"type": "string", "pattern": REAL_DATE.pattern, "examples": ["2025/01/14"]}),
+]
 
 
-class _Query(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class EntriesQuery(_Query):
+class EntriesQuery(Params):
     limit: int = Field(default=20, ge=1, le=100)
-    #: A reference: the page holds entries strictly older.
-    cursor: Reference | None = None
+    cursor: Reference | None = Field(
+        default=None, description="A reference: only entries strictly older."
+    )
 
 
-class MessagesQuery(_Query):
+class MessagesQuery(Params):
     limit: int = Field(default=100, ge=1, le=500)
-    #: A sequence: the page holds messages strictly below it.
-    cursor: int | None = Field(default=None, ge=1, le=_BIGINT)
+    cursor: int | None = Field(
+        default=None, ge=1, le=BIGINT, description="A sequence: only messages below it."
+    )
 
 
-class TodayQuery(_Query):
-    create: bool = False
+class TodayQuery(Params):
+    create: bool = Field(default=False, description="Create today's entry when it is missing.")
 
 
-class SearchQuery(_Query):
-    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+class SearchQuery(Params):
+    q: NonBlankText = Field(max_length=200, description="What to look for.")
     limit: int = Field(default=20, ge=1, le=100)
 
 
-class ExportQuery(_Query):
+class ExportQuery(Params):
     format: Literal["markdown", "json"] = "markdown"
 
 
-Q = TypeVar("Q", bound=_Query)
-
-
-def parse_query(request: web.Request, model: type[Q]) -> Q:
-    """The request's query string as ``model``, or a 422 :class:`JsonError`."""
-    try:
-        return model.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise _unprocessable("query", exc) from None
-
-
-def parse_reference(request: web.Request) -> str:
-    """The ``{reference}`` path segment (``YYYY/MM/DD``, slashes unencoded), or a 422."""
-    try:
-        return _valid_reference(request.match_info["reference"])
-    except ValidationError as exc:
-        raise _unprocessable("path", exc, name="reference") from None
-
-
-@functools.lru_cache(maxsize=1024)
-def _valid_reference(reference: str) -> str:
-    """Clients ask for the same few days over and over; ``strptime`` is not cheap."""
-    return _REFERENCE_ADAPTER.validate_python(reference)
-
-
-def _unprocessable(where: str, exc: ValidationError, *, name: str | None = None) -> JsonError:
-    problems: list[dict[str, Any]] = [
-        {
-            "loc": [where, *((name,) if name else ()), *error["loc"]],
-            "msg": error["msg"],
-            "type": error["type"],
-        }
-        for error in exc.errors(include_url=False, include_input=False)
-    ]
-    return JsonError(422, problems)
+class ReferencePath(Params):
+    reference: Reference = Field(description="The journal's day, `YYYY/MM/DD` (UTC).")

@@ -21,14 +21,18 @@ import redis.asyncio as redis
 from aiohttp import hdrs, web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from typing_extensions import TypedDict
 
 from exobrain.auth import Principal
 from exobrain.http.actors import JOURNAL_LISTENERS
 from exobrain.http.auth.authentication import authenticated
+from exobrain.http.contract import INVALID, USER, Header, Reply, operation
 from exobrain.http.errors import JsonError
 from exobrain.http.resources import PG_POOL, REDIS, SETTINGS, redact
+from exobrain.http.validation import parse_path, parse_query
 from exobrain.journal_cache import JournalCache
 from exobrain.store import journal
+from exobrain.store.journal import Entry, Message, SearchHit
 from exobrain.store.journal_search import search_entries
 
 from . import formats
@@ -36,10 +40,9 @@ from .params import (
     EntriesQuery,
     ExportQuery,
     MessagesQuery,
+    ReferencePath,
     SearchQuery,
     TodayQuery,
-    parse_query,
-    parse_reference,
 )
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,25 @@ JOURNAL_CACHE = web.AppKey("journal_cache", JournalCache)
 NEXT_CURSOR = "X-Next-Cursor"
 
 routes = web.RouteTableDef()
+
+
+class Export(TypedDict):
+    entry: Entry
+    #: In reading (``sequence``) order.
+    messages: list[Message]
+
+
+_PAGE_HEADERS = {
+    NEXT_CURSOR: Header("The `cursor` of the next page, while there is one.", required=False),
+    "X-Cache": Header(
+        "Whether the page came from the read cache.",
+        {"enum": ["hit", "miss", "bypass"]},
+        required=False,
+    ),
+}
+ENTRY = Reply("The entry.", Entry, headers={"X-Cache": _PAGE_HEADERS["X-Cache"]})
+NOT_FOUND = Reply("No such journal.")
+MESSAGES = Reply("A page of messages, newest first.", list[Message], headers=_PAGE_HEADERS)
 
 
 def setup_journal(app: web.Application) -> None:
@@ -98,6 +120,12 @@ async def journal_cache_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 @routes.get("/api/journal")
+@operation(
+    query=EntriesQuery,
+    security=USER,
+    outage=True,
+    responses={200: Reply("A page of entries.", list[Entry], headers=_PAGE_HEADERS)},
+)
 @authenticated
 async def entries(request: web.Request, principal: Principal) -> web.Response:
     """The signed-in user's journal entries, newest reference first.
@@ -120,6 +148,12 @@ async def entries(request: web.Request, principal: Principal) -> web.Response:
 
 
 @routes.get("/api/journal/search")
+@operation(
+    query=SearchQuery,
+    security=USER,
+    outage=True,
+    responses={200: Reply("The matching entries, best first.", list[SearchHit])},
+)
 @authenticated
 async def search(request: web.Request, principal: Principal) -> web.Response:
     """Entries whose messages or reference match `q`, best first.
@@ -135,6 +169,12 @@ async def search(request: web.Request, principal: Principal) -> web.Response:
 
 
 @routes.get("/api/journal/today")
+@operation(
+    query=TodayQuery,
+    security=USER,
+    outage=True,
+    responses={200: ENTRY, 404: NOT_FOUND},
+)
 @authenticated
 async def today(request: web.Request, principal: Principal) -> web.Response:
     """Today's (UTC) entry; 404 when it does not exist, unless `create=true` creates it."""
@@ -150,6 +190,12 @@ async def today(request: web.Request, principal: Principal) -> web.Response:
 
 
 @routes.get("/api/journal/today/messages")
+@operation(
+    query=MessagesQuery,
+    security=USER,
+    outage=True,
+    responses={200: MESSAGES, 404: NOT_FOUND},
+)
 @authenticated
 async def today_messages(request: web.Request, principal: Principal) -> web.Response:
     """Today's messages, newest `sequence` first; 404 when today has no entry yet.
@@ -160,6 +206,13 @@ async def today_messages(request: web.Request, principal: Principal) -> web.Resp
 
 
 @routes.get("/api/journal/{reference:.+}/messages")
+@operation(
+    path=ReferencePath,
+    query=MessagesQuery,
+    security=USER,
+    outage=True,
+    responses={200: MESSAGES, 404: NOT_FOUND},
+)
 @authenticated
 async def messages(request: web.Request, principal: Principal) -> web.Response:
     """The messages of the journal `YYYY/MM/DD`, newest `sequence` first.
@@ -169,17 +222,37 @@ async def messages(request: web.Request, principal: Principal) -> web.Response:
     `limit` 1-500 (100); `cursor` a sequence: only messages below it. `X-Next-Cursor`
     carries the cursor of the next page while there is one. 404 for no such journal.
     """
-    return _found(await _messages(request, principal.user_id, parse_reference(request)))
+    return _found(
+        await _messages(request, principal.user_id, parse_path(request, ReferencePath).reference)
+    )
 
 
 @routes.get("/api/journal/{reference:.+}/export")
+@operation(
+    path=ReferencePath,
+    query=ExportQuery,
+    security=USER,
+    outage=True,
+    responses={
+        200: Reply(
+            "The journal as a file to save.",
+            str,
+            media_type="text/markdown",
+            alternatives={"application/json": Export},
+            headers={
+                hdrs.CONTENT_DISPOSITION: Header('`attachment; filename="journal-YYYY-MM-DD.md"`')
+            },
+        ),
+        404: NOT_FOUND,
+    },
+)
 @authenticated
 async def export(request: web.Request, principal: Principal) -> web.Response:
     """The whole journal `YYYY/MM/DD` as a download: `format=markdown` (default) or `json`.
 
     Messages in reading order with their tool calls; JSON is `{entry, messages}`.
     """
-    reference = parse_reference(request)
+    reference = parse_path(request, ReferencePath).reference
     query = parse_query(request, ExportQuery)
     pool = request.app[PG_POOL]
     found = await journal.find_entry(pool, principal.user_id, reference)
@@ -199,10 +272,18 @@ async def export(request: web.Request, principal: Principal) -> web.Response:
 
 
 @routes.get("/api/journal/{reference:.+}")
+@operation(
+    path=ReferencePath,
+    security=USER,
+    outage=True,
+    responses={200: ENTRY, 404: NOT_FOUND, 422: INVALID},
+)
 @authenticated
 async def entry(request: web.Request, principal: Principal) -> web.Response:
     """The journal entry `YYYY/MM/DD`, or 404."""
-    return _found(await _entry(request, principal.user_id, parse_reference(request)))
+    return _found(
+        await _entry(request, principal.user_id, parse_path(request, ReferencePath).reference)
+    )
 
 
 async def _entry(request: web.Request, user_id: uuid.UUID, reference: str) -> web.Response | None:

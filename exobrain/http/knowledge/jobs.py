@@ -14,26 +14,57 @@ import asyncio
 import contextlib
 import logging
 import math
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import nats.errors
 import orjson
 from aiohttp import hdrs, web
 from nats.aio.msg import Msg
+from typing_extensions import TypedDict
 
 from exobrain.auth import Principal
 from exobrain.config import Settings
 from exobrain.http.auth.authentication import authenticated
+from exobrain.http.contract import INVALID, USER, Reply, operation
 from exobrain.http.errors import JsonError, json_response
 from exobrain.http.resources import NATS, PG_POOL, SETTINGS
-from exobrain.http.validation import parse_path_uuid
-from exobrain.jobs.lifecycle import JobStatus, status_subject
+from exobrain.http.validation import Params, parse_path
+from exobrain.jobs.lifecycle import JobState, JobStatus, status_subject
 from exobrain.jobs.records import current, timeline
 
 log = logging.getLogger(__name__)
 
 routes = web.RouteTableDef()
+
+
+class JobPath(Params):
+    job_id: uuid.UUID
+
+
+class JobEvent(TypedDict):
+    """A job's state at one transition (the `status` event of a watch)."""
+
+    job_id: str
+    state: JobState
+    attempt: int
+    detail: str | None
+    terminal: bool
+    emitted_at: datetime
+
+
+class Job(JobEvent):
+    """The job's state now, with when it was created, first started and finished."""
+
+    job_type: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+NO_JOB = Reply("No such job, or another user's.")
 
 
 def _owned(status: JobStatus | None, principal: Principal) -> JobStatus:
@@ -43,6 +74,12 @@ def _owned(status: JobStatus | None, principal: Principal) -> JobStatus:
 
 
 @routes.get("/api/knowledge/update/{job_id}")
+@operation(
+    path=JobPath,
+    security=USER,
+    outage=True,
+    responses={200: Reply("The job's state.", Job), 404: NO_JOB, 422: INVALID},
+)
 @authenticated
 async def job_state(request: web.Request, principal: Principal) -> web.Response:
     """The job's current state.
@@ -52,7 +89,7 @@ async def job_state(request: web.Request, principal: Principal) -> web.Response:
     takes the job, then `STARTED`, `RETRYING`, `SUCCEEDED` or `FAILED_FINAL`.
     404 for unknown jobs and other users' jobs; 422 when `job_id` is not a UUID.
     """
-    job_id = parse_path_uuid(request, "job_id")
+    job_id = parse_path(request, JobPath).job_id
     found = await timeline(request.app[PG_POOL], job_id)
     status = _owned(found[0] if found else None, principal)
     times = found[1] if found else {}
@@ -60,6 +97,21 @@ async def job_state(request: web.Request, principal: Principal) -> web.Response:
 
 
 @routes.get("/api/knowledge/update/{job_id}/watch")
+@operation(
+    path=JobPath,
+    security=USER,
+    outage=True,
+    responses={
+        200: Reply(
+            "Server-Sent Events: `status` (a `JobEvent`) now and at every change, then one"
+            " `done {job_id, state}`; `: keep-alive` comments meanwhile.",
+            str,
+            media_type="text/event-stream",
+        ),
+        404: NO_JOB,
+        422: INVALID,
+    },
+)
 @authenticated
 async def watch_job(request: web.Request, principal: Principal) -> web.StreamResponse:
     """The job's state as Server-Sent Events until it finishes.
@@ -69,7 +121,7 @@ async def watch_job(request: web.Request, principal: Principal) -> web.StreamRes
     one (at once for a finished job); `: keep-alive` comments meanwhile. 404
     for unknown jobs and other users' jobs.
     """
-    job_id = parse_path_uuid(request, "job_id")
+    job_id = parse_path(request, JobPath).job_id
     app = request.app
     settings, client, pool = app[SETTINGS], app[NATS], app[PG_POOL]
     heard: asyncio.Queue[JobStatus] = asyncio.Queue()

@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
 
 from exobrain.actors.knowledge import (
     KnowledgeDispatchActor,
@@ -27,6 +30,7 @@ from exobrain.actors.knowledge import (
 from exobrain.auth import Principal
 from exobrain.http.actors import ACTOR_CHILDREN, ACTORS
 from exobrain.http.auth.authentication import authenticated
+from exobrain.http.contract import USER, Reply, operation
 from exobrain.http.errors import JsonError, json_response
 from exobrain.http.health import READINESS
 from exobrain.http.journal.params import Reference
@@ -52,7 +56,37 @@ routes = web.RouteTableDef()
 class UpdateBody(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    journal_reference: Reference | None = None
+    journal_reference: Reference | None = Field(
+        default=None, description="One journal's day; every journal when absent."
+    )
+
+
+class UpdateAnswer(TypedDict):
+    """``job_id`` is the first job's (empty unless ``queued``)."""
+
+    job_id: str
+    status: Literal["queued", "nothing_to_update", "pending"]
+    job_ids: list[str]
+
+
+class Dispatch(TypedDict):
+    """Part of a journal sent (or to be sent) to the knowledge base as one job."""
+
+    id: str
+    journal_reference: str
+    part: int
+    status: Literal["pending", "enqueued", "failed"]
+    job_id: str | None
+    message_count: int
+    estimated_tokens: int
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Dispatches(TypedDict):
+    updates: list[Dispatch]
 
 
 def setup_knowledge(app: web.Application) -> None:
@@ -113,6 +147,16 @@ def dispatch_child(app: web.Application) -> ChildSpec:
 
 
 @routes.post("/api/knowledge/update")
+@operation(
+    body=UpdateBody,
+    security=USER,
+    outage=True,
+    responses={
+        200: Reply("Queued, or nothing to update.", UpdateAnswer),
+        202: Reply("Stored; the orchestrator takes the jobs later.", UpdateAnswer),
+        502: Reply("The job orchestrator refused the update."),
+    },
+)
 @authenticated
 async def update(request: web.Request, principal: Principal) -> web.Response:
     """Send the uncommitted journal messages to the knowledge base as jobs.
@@ -140,12 +184,17 @@ async def update(request: web.Request, principal: Principal) -> web.Response:
         raise JsonError(502, f"the job orchestrator refused the update: {'; '.join(result.errors)}")
     first = result.job_ids[0] if result.status == "queued" else ""
     return json_response(
-        {"job_id": first, "status": result.status, "job_ids": list(result.job_ids)},
+        UpdateAnswer(job_id=first, status=result.status, job_ids=list(result.job_ids)),
         status=202 if result.status == "pending" else 200,
     )
 
 
 @routes.get("/api/knowledge/updates")
+@operation(
+    security=USER,
+    outage=True,
+    responses={200: Reply("The most recent updates, newest first.", Dispatches)},
+)
 @authenticated
 async def updates(request: web.Request, principal: Principal) -> web.Response:
     """The user's 50 most recent knowledge-update jobs, newest first.
