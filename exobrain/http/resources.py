@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -20,17 +20,18 @@ import redis.asyncio as redis
 from aiohttp import web
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
-from qdrant_client import AsyncQdrantClient
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 
 from exobrain.config import Settings
-from exobrain.knowledge import qdrant_client
 from exobrain.serving import worker_index
 from exobrain.store import create_pool, migrate
 
 from .health import READINESS
+
+if TYPE_CHECKING:
+    from qdrant_client import AsyncQdrantClient
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ SETTINGS = web.AppKey("settings", Settings)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", redis.Redis)
 NATS = web.AppKey("nats", NatsClient)
-QDRANT = web.AppKey("qdrant", AsyncQdrantClient)
+QDRANT: web.AppKey[AsyncQdrantClient] = web.AppKey("qdrant")
 
 
 def redact(url: object) -> str:
@@ -188,7 +189,10 @@ async def qdrant_ctx(app: web.Application) -> AsyncIterator[None]:
 
     Local mode admits one process per directory: of ``--workers N``, only
     worker 0 opens it; the others run without Qdrant (and without its check).
+    Only a process with the knowledge base on runs this (and imports Qdrant's client).
     """
+    from exobrain.knowledge import qdrant_client  # noqa: PLC0415 - the feature's, when on
+
     settings = app[SETTINGS]
     worker = worker_index()
     if settings.exobrain_qdrant_url is not None:
