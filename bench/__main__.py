@@ -29,6 +29,7 @@ from . import (  # noqa: F401 - registers them
     journal,
     journal_api,
     knowledge,
+    knowledge_loop,
 )
 from .registry import BENCHMARKS, Options
 from .stats import Summary

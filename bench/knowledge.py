@@ -11,11 +11,14 @@ job over budget or a message no job carries counts as an error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import secrets
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import aiohttp
 import asyncpg
@@ -28,10 +31,11 @@ from exobrain.actors.journal.store import write_batch
 from exobrain.actors.knowledge import (
     KnowledgeDispatchActor,
     RequestUpdate,
+    UpdateResult,
     estimate_tokens,
     request_update,
 )
-from exobrain.config import load_settings
+from exobrain.config import Settings, load_settings
 from exobrain.orchestrator import OrchestratorClient, start_orchestrator
 from exobrain.store import create_pool, migrate
 from exobrain.supervision import ActorSystem, ChildSpec, Intensity
@@ -43,20 +47,33 @@ MESSAGES, JOURNALS, ROUNDS = 10_000, 10, 3
 WORDS = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "journals")
 
 
-@benchmark("knowledge")
-async def knowledge(session: aiohttp.ClientSession, options: Options) -> list[Summary]:
-    """Wall time, jobs and max tokens per job of one 10,000-message update (8,000-token budget)."""
-    if options.dsn is None:
-        raise SystemExit("the knowledge benchmark needs --dsn or ASSISTANT_DB_DSN")
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """What an update runs through: the dispatch actor, the orchestrator, JetStream."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    client: NatsClient
+    system: ActorSystem
+
+    async def update(self, user_id: uuid.UUID) -> UpdateResult:
+        handle = self.system.handle("knowledge")
+        return await request_update(handle, RequestUpdate(user_id), timeout=120)
+
+
+@contextlib.asynccontextmanager
+async def dispatch_stack(dsn: str) -> AsyncIterator[Stack]:
+    """The service's KnowledgeDispatchActor enqueueing through a real orchestrator on this
+    loop into a JetStream stream of its own (deleted at the end)."""
     token = secrets.token_hex(3)
     settings = load_settings(
-        assistant_db_dsn=options.dsn,
+        assistant_db_dsn=dsn,
         exobrain_nats_url=os.environ.get("EXOBRAIN_NATS_URL", "nats://127.0.0.1:4222"),
         job_stream_name=f"BENCH_{token}",
         job_subject_prefix=f"bench{token}.jobs",
         knowledge_update_max_tokens=8000,
     )
-    await migrate(options.dsn)
+    await migrate(dsn)
     pool = await create_pool(settings)
     client = await nats.connect(str(settings.exobrain_nats_url))
     orchestrator = await start_orchestrator(settings, client, "127.0.0.1:0")
@@ -80,17 +97,33 @@ async def knowledge(session: aiohttp.ClientSession, options: Options) -> list[Su
         ],
         intensity=Intensity(),
     )
-    results = []
     try:
+        yield Stack(settings, pool, client, system)
+    finally:
+        await asyncio.to_thread(system.stop, 10)
+        await enqueuer.close()
+        await orchestrator.stop(grace=1.0)
+        await client.jetstream().delete_stream(settings.job_stream_name)
+        await client.close()
+        await pool.close()
+
+
+@benchmark("knowledge")
+async def knowledge(session: aiohttp.ClientSession, options: Options) -> list[Summary]:
+    """Wall time, jobs and max tokens per job of one 10,000-message update (8,000-token budget)."""
+    if options.dsn is None:
+        raise SystemExit("the knowledge benchmark needs --dsn or ASSISTANT_DB_DSN")
+    results = []
+    async with dispatch_stack(options.dsn) as stack:
+        budget = stack.settings.knowledge_update_max_tokens
         for round_ in range(1, ROUNDS + 1):
-            user_id = await _journals(pool)
+            user_id = await journals(stack.pool)
             started = time.perf_counter()
-            result = await request_update(
-                system.handle("knowledge"), RequestUpdate(user_id), timeout=120
-            )
+            result = await stack.update(user_id)
             seconds = time.perf_counter() - started
-            tokens, carried = await _jobs(client, settings.job_stream_name, result.job_ids)
-            over = sum(t > settings.knowledge_update_max_tokens for t in tokens)
+            stream = stack.settings.job_stream_name
+            tokens, carried = await _jobs(stack.client, stream, result.job_ids)
+            over = sum(t > budget for t in tokens)
             missed = MESSAGES - carried
             print(
                 f"knowledge update round {round_}: {MESSAGES} messages in {JOURNALS} journals → "
@@ -106,17 +139,10 @@ async def knowledge(session: aiohttp.ClientSession, options: Options) -> list[Su
                     errors=over + missed + (result.status != "queued"),
                 )
             )
-    finally:
-        await asyncio.to_thread(system.stop, 10)
-        await enqueuer.close()
-        await orchestrator.stop(grace=1.0)
-        await client.jetstream().delete_stream(settings.job_stream_name)
-        await client.close()
-        await pool.close()
     return results
 
 
-async def _journals(pool: asyncpg.Pool) -> uuid.UUID:
+async def journals(pool: asyncpg.Pool) -> uuid.UUID:
     """A new user with MESSAGES uncommitted messages of 100-1,500 characters over JOURNALS days."""
     user_id: uuid.UUID = await pool.fetchval(
         "INSERT INTO users (email, name) VALUES ($1, 'Bench') RETURNING id",

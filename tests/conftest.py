@@ -14,7 +14,10 @@ import contextlib
 import functools
 import os
 import secrets
-from collections.abc import Callable, Iterator
+import shutil
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,9 +29,29 @@ import nats.js.errors
 import pykka
 import pytest
 import redis
+from orchestrator.support import jobs_stream
 
 from exobrain.config import Settings
 from exobrain.embedded import EmbeddedNats, EmbeddedPostgres, EmbeddedRedis, EmbeddedServer
+
+_OWN_BASETEMP = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each session's temporary files under a directory of its own, not pytest-of-<user>.
+
+    Embedded PostgreSQL runs as another user when the tests run as root, so the directories
+    above its data must stay traversable; a concurrent pytest session resets
+    ``pytest-of-<user>`` to 0700 whenever it starts, which would lock that user out.
+    """
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="exobrain-tests-")
+        config.stash[_OWN_BASETEMP] = Path(config.option.basetemp)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if (own := config.stash.get(_OWN_BASETEMP, None)) is not None:
+        shutil.rmtree(own, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -152,6 +175,9 @@ def settings_factory(
             "assistant_cache_redis_url": redis_url,
             "redis_key_prefix": f"test:{namespace}:",
             "startup_dependency_timeout_seconds": 10,
+            # A knowledge update waits for the orchestrator as long as a test may: whether it
+            # answers 200 or 202 must not depend on the machine's speed.
+            "knowledge_update_wait_seconds": 60,
             **chat_log,
         }
         values.update(overrides)
@@ -171,6 +197,33 @@ def make_settings(
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+async def orchestrated(
+    make_settings: Callable[..., Settings], nats_url: str, namespace: str
+) -> AsyncIterator[Callable[..., Settings]]:
+    """Settings whose job orchestrator runs in-process, on a JetStream stream of its own: every
+    dependency the app checks is there, so ``/readyz`` can be green."""
+    async with jobs_stream(nats_url, namespace) as stream:
+        yield lambda **overrides: make_settings(
+            job_orchestrator_in_process=True, **stream.settings, **overrides
+        )
+
+
+@pytest.fixture
+def down_address() -> Iterator[str]:
+    """``127.0.0.1:<port>`` where nothing listens until a test starts a server there.
+
+    The port stays bound (not listening, so connections are refused) with SO_REUSEPORT, so
+    no other bind or outgoing connection can take it meanwhile, while a gRPC server, which
+    binds with SO_REUSEPORT too, can. A port merely found free could be handed out again
+    (it was: to the test's own HTTP server).
+    """
+    with socket.socket() as placeholder:
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        placeholder.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{placeholder.getsockname()[1]}"
 
 
 @pytest.fixture

@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     assistant_db_dsn: PostgresUrl | None = None
     assistant_db_pool_min_size: int = Field(default=1, ge=0, le=100)
     assistant_db_pool_max_size: int = Field(default=10, ge=1, le=200)
+    assistant_db_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     reshape_schema_query: str | None = None
     assistant_cache_redis_url: RedisUrl | None = None
     redis_key_prefix: str = Field(default="exobrain:", min_length=1, max_length=64)
@@ -109,6 +110,7 @@ class Settings(BaseSettings):
     chat_context_max_chars: int = Field(default=24_000, ge=1000, le=2_000_000)
     chat_stream_retention_seconds: float = Field(default=300.0, gt=0, le=86_400)
     chat_streams_per_user: int = Field(default=20, ge=1, le=1000)
+    chat_streams_max_bytes: int = Field(default=67_108_864, ge=1024, le=1 << 40)
     chat_session_idle_seconds: float = Field(default=60.0, gt=0, le=86_400)
     chat_sse_heartbeat_seconds: float = Field(default=15.0, gt=0, le=300)
     chat_ws_allowed_origins: frozenset[str] = frozenset()
@@ -171,6 +173,7 @@ class Settings(BaseSettings):
     )
     job_stream_duplicate_window_seconds: float = Field(default=7200.0, gt=0, le=604_800)
     knowledge_dispatch_resume_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    knowledge_update_wait_seconds: float = Field(default=0.5, ge=0, le=300)
 
     # Job worker
     job_worker_in_process: bool = False
@@ -183,6 +186,7 @@ class Settings(BaseSettings):
     job_watch_recheck_seconds: float = Field(default=5.0, gt=0, le=300)
 
     # Knowledge base
+    knowledge_base_enabled: bool = True
     knowledge_collection: str = Field(default="exobrain_passages", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     embeddings_base_url: HttpUrl | None = None
     embeddings_api_key: SecretStr | None = None

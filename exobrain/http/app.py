@@ -17,7 +17,7 @@ from .csrf import csrf_middleware
 from .docs import setup_docs
 from .errors import error_middleware
 from .journal import setup_journal
-from .knowledge import knowledge_base_ctx, setup_job_worker, setup_knowledge
+from .knowledge import setup_job_worker, setup_knowledge, setup_knowledge_base
 from .validation import utf8_headers
 
 #: Requests bodies above this are answered 413 before a handler sees them.
@@ -37,10 +37,8 @@ def create_app(settings: Settings) -> web.Application:
     children: list[actors.ChildFactory] = [actors.journal_child]
     app[actors.ACTOR_CHILDREN] = children
     app[actors.JOURNAL_LISTENERS] = []
-    app.cleanup_ctx.extend(
-        [resources.postgres_ctx, resources.redis_ctx, resources.nats_ctx, resources.qdrant_ctx]
-    )
-    app.cleanup_ctx.append(knowledge_base_ctx)
+    app.cleanup_ctx.extend([resources.postgres_ctx, resources.redis_ctx, resources.nats_ctx])
+    setup_knowledge_base(app)  # Qdrant and the passages, if on
     if settings.exobrain_memgraph_url is not None:
         app.cleanup_ctx.append(resources.memgraph_ctx)
     setup_auth(app)

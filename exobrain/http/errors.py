@@ -1,4 +1,9 @@
-"""Every error leaves as JSON: ``{"detail": ...}``, the reference API's shape."""
+"""Every error leaves as JSON: ``{"detail": ...}``, the reference API's shape.
+
+An outage of a dependency the request needed (:mod:`exobrain.outages`) is a
+503 with ``Retry-After`` that names it; any other unexpected exception is a
+500 that names nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
+
+from exobrain.outages import outage_of
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +56,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if name.lower() not in {"content-type", "content-length"}
         }
         return json_response({"detail": exc.reason}, status=exc.status, headers=kept)
-    except Exception:
+    except Exception as exc:
+        if (down := outage_of(exc)) is not None:
+            log.warning("%s %s: %s", request.method, request.path, down)
+            headers = {"Retry-After": str(down.retry_after)}
+            return json_response({"detail": down.detail}, status=503, headers=headers)
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json_response({"detail": "internal server error"}, status=500)

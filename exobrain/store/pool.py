@@ -1,4 +1,13 @@
-"""The asyncpg connection pool every reader and writer shares."""
+"""The asyncpg connection pool every reader and writer shares.
+
+Recovery after a server restart needs nothing of ours: the server closes every
+connection as it stops, asyncpg marks them closed as soon as the loop reads
+that, and the pool opens a fresh one when a closed one is next acquired. What
+is ours is how an outage shows: a connection that cannot be opened (refused,
+or not within ``ASSISTANT_DB_CONNECT_TIMEOUT_SECONDS``) raises
+:class:`~exobrain.outages.DependencyUnavailable`, never a bare ``OSError`` that
+could come from anywhere.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,7 @@ import orjson
 from asyncpg.pool import PoolConnectionProxy
 
 from exobrain.config import Settings
+from exobrain.outages import DependencyUnavailable
 
 #: A connection, pooled or not: what SQL helpers accept.
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -30,6 +40,8 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         str(settings.assistant_db_dsn),
         min_size=settings.assistant_db_pool_min_size,
         max_size=settings.assistant_db_pool_max_size,
+        connect=_connect,
+        timeout=settings.assistant_db_connect_timeout_seconds,
         init=init,
         reset=_keep_session,
         # JIT pays off for analytics, not here: a misestimated cost put ~100 ms of
@@ -38,6 +50,14 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
     )
     assert pool is not None
     return pool
+
+
+async def _connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg's own connect, its failure to reach the server reported as an outage."""
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except (OSError, TimeoutError) as exc:
+        raise DependencyUnavailable("postgres", exc) from exc
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:

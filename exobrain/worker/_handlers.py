@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from exobrain.config import Settings
 from exobrain.jobs import KNOWLEDGE_UPDATE
 from exobrain.jobs.handling import Handler
-from exobrain.knowledge import PassageStore, update_handler
+
+if TYPE_CHECKING:
+    from exobrain.knowledge import PassageStore
 
 
 class HandlerNotFound(RuntimeError):
@@ -39,5 +42,9 @@ def imported(paths: Mapping[str, str]) -> dict[str, Handler]:
 
 
 def handlers_for(settings: Settings, passages: PassageStore | None) -> dict[str, Handler]:
-    builtin = {KNOWLEDGE_UPDATE: update_handler(passages)} if passages is not None else {}
+    builtin = {}
+    if passages is not None:
+        from exobrain.knowledge import update_handler  # noqa: PLC0415 - Qdrant's, with it
+
+        builtin[KNOWLEDGE_UPDATE] = update_handler(passages)
     return builtin | imported(settings.job_worker_handlers)

@@ -9,7 +9,6 @@ import signal
 import nats
 
 from exobrain.config import Settings
-from exobrain.knowledge import passage_store, qdrant_client
 from exobrain.store import create_pool, migrate
 
 from ._consumer import JobWorker
@@ -24,6 +23,8 @@ async def serve(settings: Settings) -> int:
     Without ``EXOBRAIN_QDRANT_URL`` this process holds Qdrant's local mode in the
     state dir: no service may then use that directory (run the worker in-process).
     """
+    from exobrain.knowledge import passage_store, qdrant_client  # noqa: PLC0415 - not on import
+
     qdrant = qdrant_client(settings)
     handlers = handlers_for(settings, passage_store(settings, qdrant))
     await migrate(str(settings.assistant_db_dsn))

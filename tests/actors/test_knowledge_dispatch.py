@@ -30,6 +30,7 @@ from exobrain.actors.knowledge import (
     request_update,
 )
 from exobrain.actors.knowledge import store as knowledge_store
+from exobrain.actors.knowledge.messages import ResumePending
 from exobrain.config import Settings
 from exobrain.jobs import Enqueue, InvalidJob, job_id_for
 from exobrain.orchestrator import OrchestratorClient
@@ -143,14 +144,24 @@ async def outbox(pool: asyncpg.Pool) -> list[asyncpg.Record]:
 
 
 async def assert_each_chunk_once_in_the_stream(pool: asyncpg.Pool, stream: JobsStream) -> None:
+    """Each outbox row once in the stream, each journal's in the order they were cut."""
     rows = await outbox(pool)
     assert rows
     assert {row["status"] for row in rows} == {"enqueued"}
     published = await stream.published()
-    assert [p.msg_id for p in published] == [str(row["id"]) for row in rows]
-    for row, job in zip(rows, published, strict=True):
-        assert row["job_id"] == job.envelope["job_id"] == job_id_for(str(row["id"]))
-        assert job.envelope["payload"] == row["payload"]
+
+    def journal_of(payload: dict[str, Any]) -> tuple[str, str]:
+        return payload["requested_by_user_id"], payload["journal_reference"]
+
+    journals = {journal_of(row["payload"]) for row in rows}
+    for key in journals:
+        mine = [row for row in rows if journal_of(row["payload"]) == key]
+        jobs = [job for job in published if journal_of(job.envelope["payload"]) == key]
+        assert [job.msg_id for job in jobs] == [str(row["id"]) for row in mine]
+        for row, job in zip(mine, jobs, strict=True):
+            assert row["job_id"] == job.envelope["job_id"] == job_id_for(str(row["id"]))
+            assert job.envelope["payload"] == row["payload"]
+    assert len(published) == len(rows)
 
 
 async def test_an_update_enqueues_every_chunk_and_records_its_job(
@@ -256,6 +267,48 @@ async def test_a_refused_job_is_recorded_as_failed_and_not_retried(
     ]
     await stop(system)
     assert len(calls) == len(rows)
+
+
+async def test_updates_are_answered_while_the_orchestrator_does_not_answer(
+    pool: asyncpg.Pool, client: OrchestratorClient, stream: JobsStream
+) -> None:
+    """An enqueue that hangs delays no update (each is accepted once its rows are written,
+    with its jobs' ids), and a resume meanwhile leaves the rows under way alone."""
+    users = [await journal(pool, 4) for _ in range(3)]
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def stalled(request: pb.EnqueueJobRequest) -> str:
+        calls.append(request.idempotency_key)
+        await release.wait()
+        return await client.enqueue(request)
+
+    system = await start(pool, stalled)
+    handle = system.handle("knowledge")
+    results = await asyncio.gather(
+        *(request_update(handle, RequestUpdate(u), timeout=30, patience=0) for u in users)
+    )
+    rows = await outbox(pool)
+    assert [r.status for r in results] == ["pending"] * len(users)
+    assert [job for r in results for job in r.job_ids] == [
+        job_id_for(str(row["id"])) for row in rows
+    ]
+    assert {row["status"] for row in rows} == {"pending"}
+
+    handle.ref.tell(ResumePending())  # a resume round while every row is under way ...
+    nothing = await request_update(handle, RequestUpdate(uuid.uuid4()), timeout=30)
+    assert nothing.status == "nothing_to_update"  # ... is over: the mailbox is in order
+    assert len(calls) == len(users)  # the first job of each journal, once: nothing resent
+
+    release.set()
+
+    async def settled() -> bool:
+        return {row["status"] for row in await outbox(pool)} == {"enqueued"}
+
+    assert await eventually(settled)
+    await stop(system)
+    assert sorted(calls) == sorted(str(row["id"]) for row in rows)
+    await assert_each_chunk_once_in_the_stream(pool, stream)
 
 
 async def test_messages_appended_while_an_update_runs_go_with_the_next_one(

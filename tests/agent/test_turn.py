@@ -14,8 +14,8 @@ from fake_provider import Failure, FakeProvider, Stream, serve, text, tool_calls
 
 from exobrain.agent.events import Event, wire
 from exobrain.agent.mock import MockModel, MockReplies, load_messages
-from exobrain.agent.model import OpenAIModel
 from exobrain.agent.prompt import system_prompt
+from exobrain.agent.provider import OpenAIModel
 from exobrain.agent.tools import MockBackend, build_tools
 from exobrain.agent.turn import TurnFailed, TurnState, run_turn
 from exobrain.embedded import free_port

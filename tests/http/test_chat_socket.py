@@ -559,7 +559,8 @@ async def test_a_slow_reader_is_dropped_and_every_answer_is_still_stored(
         done += received["type"] == "event" and received["event"] == "done"
     assert await close_code_of(slow) == 4008
     rows = await eventually_stored(client, account, 2 * turns)
-    assert [row["role"] for row in rows] == ["user", "assistant"] * turns
+    roles = [row["role"] for row in rows]  # interleaved as the turns kept up with the sends
+    assert roles.count("user") == roles.count("assistant") == turns
 
 
 def small_send_buffers(host: str, port: int, family: socket.AddressFamily) -> socket.socket:

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from orchestrator.support import jobs_stream
 
 from exobrain.config import Settings
 from exobrain.embedded import EmbeddedServer, free_port
 from exobrain.http import create_app
 
 AiohttpClient = Callable[..., Any]
-
-
-@pytest.fixture
-async def orchestrated(
-    make_settings: Callable[..., Settings], nats_url: str, namespace: str
-) -> AsyncIterator[Callable[..., Settings]]:
-    """Settings whose job orchestrator runs in-process, on a JetStream stream of its own."""
-    async with jobs_stream(nats_url, namespace) as stream:
-        yield lambda **overrides: make_settings(
-            job_orchestrator_in_process=True, **stream.settings, **overrides
-        )
 
 
 async def readiness(

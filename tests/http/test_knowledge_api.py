@@ -86,6 +86,13 @@ async def sign_in(aiohttp_client: AiohttpClient, settings: Settings) -> User:
     return User(client, {"Authorization": f"Bearer {tokens['access_token']}"}, account.user_id)
 
 
+async def another_user(user: User) -> User:
+    """A second account signed in on ``user``'s app."""
+    account = await create_account(user.client)
+    tokens = await login_tokens(user.client, account)
+    return User(user.client, {"Authorization": f"Bearer {tokens['access_token']}"}, account.user_id)
+
+
 async def as_user(aiohttp_client: AiohttpClient, settings: Settings, user: User) -> User:
     """The same user on another app (another process) over the same database."""
     state = settings.exobrain_state_dir.with_name(f"state-{uuid.uuid4().hex[:8]}")
@@ -196,13 +203,19 @@ async def test_one_journal_only_and_a_malformed_reference_is_422(
     assert anonymous.status == 401
 
 
+def queued(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The answer to an update whose jobs are these rows'."""
+    job_ids = [job_id_for(str(row["id"])) for row in rows]
+    return {"job_id": job_ids[0], "status": "queued", "job_ids": job_ids}
+
+
 async def test_an_unreachable_orchestrator_answers_202_and_delivers_once_it_is_back(
     aiohttp_client: AiohttpClient,
     knowledge_settings: Callable[..., Settings],
     stream: JobsStream,
-    unused_tcp_port: int,
+    down_address: str,
 ) -> None:
-    address = f"127.0.0.1:{unused_tcp_port}"
+    address = down_address
     settings = knowledge_settings(
         job_orchestrator_in_process=False,
         job_orchestrator_grpc_target=address,
@@ -210,8 +223,9 @@ async def test_an_unreachable_orchestrator_answers_202_and_delivers_once_it_is_b
     )
     user = await sign_in(aiohttp_client, settings)
     await asyncio.gather(*write_days(user))
-    assert await user.update() == (202, {"job_id": "", "status": "pending", "job_ids": []})
+    status, body = await user.update()
     rows = await user.rows()
+    assert (status, body) == (202, queued(rows))
     assert {row["status"] for row in rows} == {"pending"}
     ready = await user.client.get("/readyz")
     assert (await ready.json())["checks"]["orchestrator"]["status"] == "error"
@@ -225,6 +239,56 @@ async def test_an_unreachable_orchestrator_answers_202_and_delivers_once_it_is_b
         ready = await user.client.get("/readyz")
         assert (await ready.json())["checks"]["orchestrator"]["status"] == "ok"
     await assert_published_once(stream, rows, user)
+    assert [row["job_id"] for row in await user.rows()] == body["job_ids"]
+
+
+async def test_updates_while_the_orchestrator_is_down_are_answered_at_once(
+    aiohttp_client: AiohttpClient,
+    knowledge_settings: Callable[..., Settings],
+    stream: JobsStream,
+    down_address: str,
+) -> None:
+    """No update waits behind another's enqueue: each answers 202 with its jobs' ids after the
+    default wait, though the orchestrator's deadline is longer than this test may run; the
+    jobs can be watched meanwhile, and are enqueued, once each, when it is back."""
+    address = down_address
+    settings = knowledge_settings(
+        job_orchestrator_in_process=False,
+        job_orchestrator_grpc_target=address,
+        job_orchestrator_connect_timeout_seconds=300,
+        knowledge_update_wait_seconds=Settings.model_fields[
+            "knowledge_update_wait_seconds"
+        ].default,
+    )
+    first = await sign_in(aiohttp_client, settings)
+    users = [first, *[await another_user(first) for _ in range(4)]]
+    await asyncio.gather(*(write for user in users for write in write_days(user)))
+
+    answers = await asyncio.gather(*(user.update() for user in users))
+    rows = {user.user_id: await user.rows() for user in users}
+    assert answers == [(202, queued(rows[user.user_id])) for user in users]
+    every = [row for mine in rows.values() for row in mine]
+    attempts = await first.client.app[PG_POOL].fetch(
+        "SELECT attempts FROM knowledge_dispatches WHERE id = ANY($1::uuid[])",
+        [row["id"] for row in every],
+    )
+    assert {row["attempts"] for row in attempts} == {0}  # no enqueue has ended yet
+    for user, (_, body) in zip(users, answers, strict=True):
+        job = await user.client.get(f"/api/knowledge/update/{body['job_id']}", headers=user.headers)
+        assert (await job.json())["state"] == "ENQUEUED_OR_PENDING"
+
+    async with orchestrator(settings, address):
+
+        async def delivered() -> bool:
+            statuses = {row["status"] for user in users for row in await user.rows()}
+            return statuses == {"enqueued"}
+
+        assert await eventually(delivered)
+    jobs = by_key(await stream.published())
+    assert set(jobs) == {str(row["id"]) for row in every}
+    for user in users:
+        mine = [jobs[str(row["id"])] for row in rows[user.user_id]]
+        assert carried(mine) == await selected(user)
 
 
 async def test_concurrent_updates_dispatch_each_message_once(

@@ -195,9 +195,9 @@ async def test_the_stream_is_created_with_a_duplicate_window(
 
 
 async def test_the_client_retries_until_the_orchestrator_comes_up(
-    jobs_settings: Settings, stream: JobsStream, unused_tcp_port: int
+    jobs_settings: Settings, stream: JobsStream, down_address: str
 ) -> None:
-    address = f"127.0.0.1:{unused_tcp_port}"
+    address = down_address
     client = OrchestratorClient(address, deadline=0.3)
     request = knowledge_request(key=str(uuid.uuid4()))
     with pytest.raises(EnqueueUnavailable, match="UNAVAILABLE"):

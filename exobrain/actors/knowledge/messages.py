@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from exobrain.jobs import job_id_for
+from exobrain.supervision import LoopFuture
+
 from .store import Outcome
 
 _REFERENCE = re.compile(r"^\d{4}/\d{2}/\d{2}$")
@@ -31,7 +34,9 @@ class RequestUpdate:
 
 @dataclass(frozen=True, slots=True)
 class UpdateResult:
-    """``pending``: some job still waits for the orchestrator; the actor keeps retrying it."""
+    """``pending``: accepted, but some job still waits for the orchestrator; the actor keeps
+    retrying it. ``job_ids``: every job not refused, pending ones included (a job's id
+    derives from its outbox row, so it is known before the orchestrator answers)."""
 
     status: UpdateStatus
     job_ids: tuple[str, ...] = ()
@@ -39,12 +44,34 @@ class UpdateResult:
 
     @classmethod
     def of(cls, outcomes: Sequence[Outcome]) -> UpdateResult:
-        job_ids = tuple(o.job_id for o in outcomes if o.status == "enqueued" and o.job_id)
+        job_ids = tuple(o.job_id or job_id_for(str(o.id)) for o in outcomes if o.status != "failed")
         if any(outcome.status == "pending" for outcome in outcomes):
             return cls("pending", job_ids)
         if job_ids:
             return cls("queued", job_ids)
         return cls("rejected", (), tuple(o.error for o in outcomes if o.error))
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatching:
+    """The reply to an update with something to send: its outbox rows are written, so it is
+    accepted. ``result`` completes once the orchestrator took, refused or missed each job."""
+
+    job_ids: tuple[str, ...]
+    result: LoopFuture[UpdateResult]
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """Told from the loop when a round of enqueues of rows ``ids`` is over.
+
+    ``resumed``: it was a resume round; ``more``: a full batch of them went out,
+    so others may be waiting.
+    """
+
+    ids: frozenset[uuid.UUID]
+    resumed: bool = False
+    more: bool = False
 
 
 @dataclass(frozen=True, slots=True)

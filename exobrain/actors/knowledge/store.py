@@ -12,7 +12,7 @@ dispatched once in total, and the row locks are held only for the write.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,6 +34,11 @@ class Dispatch:
     user_id: uuid.UUID
     journal_reference: str
     payload: dict[str, Any]
+
+    @property
+    def job_id(self) -> str:
+        """The id its job gets: known before the orchestrator answers."""
+        return job_id_for(str(self.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,16 +157,21 @@ async def write(
                 for position, (dispatch, chunk) in enumerate(zip(dispatches, chunks, strict=True))
             ],
         )
-        jobs = [(job_id_for(str(dispatch.id)), str(user_id)) for dispatch in dispatches]
+        jobs = [(dispatch.job_id, str(user_id)) for dispatch in dispatches]
         await record_enqueued(connection, KNOWLEDGE_UPDATE, jobs)
     return dispatches
 
 
-async def pending(pool: asyncpg.Pool, limit: int) -> list[Dispatch]:
+async def pending(
+    pool: asyncpg.Pool, limit: int, *, besides: Collection[uuid.UUID] = ()
+) -> list[Dispatch]:
+    """The oldest pending rows, but for ``besides`` (rows whose enqueue is under way)."""
     rows = await pool.fetch(
         "SELECT id, user_id, journal_reference, payload FROM knowledge_dispatches"
-        " WHERE status = 'pending' ORDER BY created_at, position LIMIT $1",
+        " WHERE status = 'pending' AND id <> ALL($2::uuid[])"
+        " ORDER BY created_at, position LIMIT $1",
         limit,
+        list(besides),
     )
     return [Dispatch(*row) for row in rows]
 

@@ -21,6 +21,7 @@ from .messages import (
     TurnRejected,
     Unsubscribe,
 )
+from .retention import StreamBudget
 from .stream import (
     ActiveStream,
     Item,
@@ -58,6 +59,7 @@ __all__ = [
     "SessionsChanged",
     "Sink",
     "StopSessions",
+    "StreamBudget",
     "StreamEvent",
     "StreamNotFound",
     "StreamStarted",

@@ -42,6 +42,7 @@ from .messages import (
     Attach,
     CancelTurn,
     Detach,
+    Evicted,
     NotOwner,
     SendMessage,
     StreamNotFound,
@@ -53,7 +54,8 @@ from .messages import (
     TurnRejected,
     Unsubscribe,
 )
-from .stream import ActiveStream, Sink, Stream, StreamStarted, Subscription
+from .retention import StreamBudget
+from .stream import ActiveStream, Sink, Stream, StreamEvent, StreamStarted, Subscription
 from .turn import ABANDONED, Agent, TurnRequest, finish_orphan, run_chat_turn
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ class SessionActor(SupervisedActor):
         pool: asyncpg.Pool,
         loop: asyncio.AbstractEventLoop,
         limits: SessionLimits,
+        budget: StreamBudget,
         attached: frozenset[Subscription] = frozenset(),
     ) -> None:
         super().__init__(supervision)
@@ -111,6 +114,7 @@ class SessionActor(SupervisedActor):
         self._pool = pool
         self._loop = loop
         self._limits = limits
+        self._budget = budget
         self._streams: dict[uuid.UUID, Stream] = {}
         self._attached = set(attached)  # the user's connections, handed over by the manager
         self._queue: deque[_Queued] = deque()
@@ -141,8 +145,7 @@ class SessionActor(SupervisedActor):
     def _adopt(self, orphan: Orphan) -> None:
         """Take over a turn the previous owner left: run it, or end it if it had begun."""
         started = orphan.started
-        stream = self._streams[started.stream_id] = Stream(started, orphan.events)
-        stream.subscribers |= self._attached
+        stream = self._hold(started, orphan.events)
         begun = orphan.events or orphan.outcome is not None
         self._queue.append(
             _Queued(
@@ -163,8 +166,7 @@ class SessionActor(SupervisedActor):
             case CancelTurn(stream_id=stream_id):
                 return self._cancel(stream_id)
             case Unsubscribe(stream_id=stream_id, sink=sink):
-                if stream_id in self._streams:
-                    self._streams[stream_id].subscribers.discard(sink)
+                self._unsubscribe(stream_id, sink)
             case Attach(sink=sink):
                 self._attached.add(sink)
                 sink.push([ActiveStream(s.stream_id, s.last_seq) for s in self._unfinished()])
@@ -176,6 +178,8 @@ class SessionActor(SupervisedActor):
                 self._append(self._streams[stream_id], events)
             case TurnFinished():
                 self._finish(message)
+            case Evicted(stream_id=stream_id):
+                self._evicted(stream_id)
             case Tick():
                 self._tick()
             case _:
@@ -191,6 +195,7 @@ class SessionActor(SupervisedActor):
                 concurrent.futures.TimeoutError, concurrent.futures.CancelledError
             ):
                 self._finish(future.result(timeout=self._agent.write_timeout + 5))
+        self._release_all()
 
     def failed(self, exc: BaseException | None) -> None:
         if self._running is not None:
@@ -198,6 +203,12 @@ class SessionActor(SupervisedActor):
             future.cancel()
             self._queue.appendleft(queued)
         self._end_unanswered("the chat session failed; please try again")
+        self._release_all()
+
+    def _release_all(self) -> None:
+        """This session's streams go with it: their bytes leave the process's budget."""
+        for stream in self._streams.values():
+            stream.release()
 
     def _end_unanswered(self, why: str) -> None:
         """Streams that will get no answer end with ``error`` then ``done``."""
@@ -228,8 +239,7 @@ class SessionActor(SupervisedActor):
         if stored.duplicate:  # stored before this incarnation: by an earlier owner
             return Accepted(stream_id, reference, duplicate=True, held=False)
         started = StreamStarted(stream_id, message.client_message_id, reference, message.text)
-        stream = self._streams[stream_id] = Stream(started)
-        stream.subscribers |= self._attached
+        self._hold(started)
         for sink in self._attached:  # every tab shows the question before the answer
             sink.push([started])
         self._log.write(self._user_id, stream_id, [started])
@@ -237,6 +247,28 @@ class SessionActor(SupervisedActor):
         self._queue.append(_Queued(stream_id, reference, message.text))
         self._start_next()
         return Accepted(stream_id, reference, duplicate=False)
+
+    def _hold(self, started: StreamStarted, events: tuple[StreamEvent, ...] = ()) -> Stream:
+        """A new stream in memory, followed by the user's connections; past the process's
+        budget, the budget asks this actor to drop it once it has finished."""
+        stream_id, ref = started.stream_id, self.actor_ref
+
+        def evict() -> None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(Evicted(stream_id))
+
+        stream = self._streams[stream_id] = Stream(started, self._budget.share(evict), events)
+        stream.subscribers |= self._attached
+        return stream
+
+    def _evicted(self, stream_id: uuid.UUID) -> None:
+        finished = self._streams.get(stream_id)
+        if finished is not None and finished.finished:
+            self._drop(finished)
+
+    def _drop(self, stream: Stream) -> None:
+        del self._streams[stream.stream_id]
+        stream.release()
 
     def _store(self, message: NewMessage, reference: str) -> tuple[StoredMessage, ...]:
         """Through the JournalActor, on this thread: it never waits on us."""
@@ -304,6 +336,10 @@ class SessionActor(SupervisedActor):
             stream.subscribers.add(sink)
         return Subscribed(stream.last_seq, stream.finished)
 
+    def _unsubscribe(self, stream_id: uuid.UUID, sink: Sink) -> None:
+        if stream_id in self._streams:
+            self._streams[stream_id].subscribers.discard(sink)
+
     def _unfinished(self) -> list[Stream]:
         return [stream for stream in self._streams.values() if not stream.finished]
 
@@ -330,7 +366,7 @@ class SessionActor(SupervisedActor):
         finished = [s for s in self._streams.values() if s.finished and not s.subscribers]
         excess = len(self._streams) - self._limits.streams_per_user
         for stream in finished[: max(0, excess)]:
-            del self._streams[stream.stream_id]
+            self._drop(stream)
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -338,7 +374,7 @@ class SessionActor(SupervisedActor):
         for stream in list(self._streams.values()):
             finished_at = stream.finished_at
             if finished_at is not None and now - finished_at > retention and not stream.subscribers:
-                del self._streams[stream.stream_id]
+                self._drop(stream)
         idle = self._running is None and not (self._queue or self._streams)
         if idle and now - self._idle_since > self._limits.idle_seconds:
             self.actor_ref.stop(block=False)

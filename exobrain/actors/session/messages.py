@@ -134,6 +134,13 @@ class TurnFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class Evicted:
+    """From the process's stream budget: this finished stream must leave memory."""
+
+    stream_id: uuid.UUID
+
+
+@dataclass(frozen=True, slots=True)
 class StopSessions:
     """Manager: stop every session, each after storing its running turn, then let every
     attached connection go (shutdown drains)."""

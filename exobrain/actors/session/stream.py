@@ -7,21 +7,28 @@ thread, so a reader sees a stream's events in order whether they came from
 the backlog or live. While a reader is behind, adjacent ``message_chunk``
 events waiting for it merge into one (texts joined in order, the later
 ``seq`` kept), so a slow reader costs frames in proportion to the work, not
-to the number of words streamed.
+to the number of words streamed. A finished stream is kept merged the same
+way, with where each chunk ended, so that it weighs about its text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
+import operator
+import sys
 import time
 import uuid
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
 from exobrain.agent.events import Event, EventName, wire
+
+from .retention import Share
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,35 +78,56 @@ class Sink(Protocol):
     def end(self) -> None: ...
 
 
+#: What a kept event weighs besides its data's values: the StreamEvent, its read-only view,
+#: its dict, its number, its list slot (tracemalloc, CPython 3.11).
+_KEPT_EVENT_BYTES = 280
+#: What a stream weighs besides its events and question: the Stream, its lists, set, share.
+_KEPT_STREAM_BYTES = 1200
+
+
 class Stream:
-    def __init__(self, started: StreamStarted, events: Sequence[StreamEvent] = ()) -> None:
+    """A turn's numbered events, kept for readers that come late or resume.
+
+    Once it is finished, each run of adjacent ``message_chunk`` events is kept
+    as one event (``first_seq``..``seq``, texts joined) beside the offsets
+    where each chunk's text ends, so a reader resuming after any number inside
+    the run still gets exactly the text after it. What it weighs goes to its
+    ``share`` of the process's :class:`~.retention.StreamBudget`.
+    """
+
+    def __init__(
+        self, started: StreamStarted, share: Share, events: Sequence[StreamEvent] = ()
+    ) -> None:
         self.started = started
         self.stream_id = started.stream_id
         self.reference = started.journal_reference
-        self.events: list[StreamEvent] = list(events)
+        self.events: list[StreamEvent] = []
+        self.last_seq = 0
         self.subscribers: set[Sink] = set()
         self.finished_at: float | None = None
+        #: Of a merged run (by its ``seq``): where the text of each of its chunks ends.
+        self._ends: dict[int, array[int]] = {}
+        self._share = share
+        self._nbytes = _KEPT_STREAM_BYTES + sys.getsizeof(started.message)
+        self._keep(events)
 
     @property
     def finished(self) -> bool:
         return self.finished_at is not None
 
     @property
-    def last_seq(self) -> int:
-        return len(self.events)
+    def nbytes(self) -> int:
+        """About what the stream holds in memory."""
+        return self._nbytes
 
     def append(self, events: Iterable[Event]) -> tuple[StreamEvent, ...]:
         """Number ``events``, push them to the readers; returns them as numbered."""
-        added = []
-        for event in events:
-            name, data = wire(event)
-            added.append(
-                StreamEvent(self.stream_id, self.last_seq + 1, name, MappingProxyType(data))
-            )
-            self.events.append(added[-1])
-            if name == "done":
-                self.finished_at = time.monotonic()
-        batch = tuple(added)
+        numbered = enumerate(map(wire, events), self.last_seq + 1)
+        batch = tuple(
+            StreamEvent(self.stream_id, seq, name, MappingProxyType(data))
+            for seq, (name, data) in numbered
+        )
+        self._keep(batch)
         for subscriber in self.subscribers:
             subscriber.push(batch)
         if self.finished:
@@ -108,7 +136,60 @@ class Stream:
 
     def after(self, seq: int) -> list[Item]:
         """The events after ``seq``, adjacent chunks merged: a late reader is behind anyway."""
-        return coalesce(self.events[max(0, seq) :])
+        rest = self.events[bisect.bisect_right(self.events, seq, key=_last_seq) :]
+        if rest and (first := rest[0].first_seq) is not None and first <= seq:
+            rest[0] = self._cut(rest[0], first, seq)
+        return coalesce(rest)
+
+    def release(self) -> None:
+        """The stream leaves memory: its bytes leave the budget."""
+        self._share.release()
+
+    def _keep(self, events: Sequence[StreamEvent]) -> None:
+        if not events:
+            return
+        self.events += events
+        self.last_seq = events[-1].seq
+        self._nbytes += _weight(events)
+        if events[-1].name == "done":  # exactly once, last
+            self.finished_at = time.monotonic()
+            self._compact()
+        self._share.resize(self._nbytes, finished=self.finished)
+
+    def _compact(self) -> None:
+        """Each run of adjacent chunks as one event; where their texts end, in ``_ends``."""
+        kept: list[StreamEvent] = []
+        for chunks, group in itertools.groupby(self.events, key=_is_chunk):
+            run = list(group)
+            if not chunks or len(run) == 1:
+                kept += run
+                continue
+            texts = [chunk.data["text"] for chunk in run]
+            self._ends[run[-1].seq] = array("I", itertools.accumulate(map(len, texts)))
+            text = MappingProxyType({"text": "".join(texts)})
+            kept.append(StreamEvent(self.stream_id, run[-1].seq, "message_chunk", text, run[0].seq))
+        self.events = kept
+        ends = sum(map(sys.getsizeof, self._ends.values()))
+        question = sys.getsizeof(self.started.message)
+        self._nbytes = _KEPT_STREAM_BYTES + question + _weight(kept) + ends
+
+    def _cut(self, run: StreamEvent, first: int, seq: int) -> StreamEvent:
+        """What of the merged ``run`` (``first``..``run.seq``) follows chunk ``seq``."""
+        text = run.data["text"][self._ends[run.seq][seq - first] :]
+        after = seq + 1 if seq + 1 < run.seq else None
+        return StreamEvent(self.stream_id, run.seq, "message_chunk", {"text": text}, after)
+
+
+_last_seq = operator.attrgetter("seq")
+
+
+def _is_chunk(event: StreamEvent) -> bool:
+    return event.name == "message_chunk"
+
+
+def _weight(events: Sequence[StreamEvent]) -> int:
+    values = sum(sys.getsizeof(value) for event in events for value in event.data.values())
+    return _KEPT_EVENT_BYTES * len(events) + values
 
 
 #: What a reader's inbox holds: events, and the announcements of an attached reader.

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from tavily import AsyncTavilyClient
 
 from .base import ToolError
 
@@ -52,6 +51,8 @@ class TavilyBackend:
     """The real web, through tavily-python, each call bounded by ``timeout`` seconds."""
 
     def __init__(self, api_key: str, *, timeout: float, base_url: str | None = None) -> None:
+        from tavily import AsyncTavilyClient  # noqa: PLC0415 - ~10 MB of memory, only with a key
+
         self._client = AsyncTavilyClient(api_key=api_key, api_base_url=base_url)
         self._timeout = timeout
 

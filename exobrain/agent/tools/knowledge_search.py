@@ -8,14 +8,15 @@ model could set, and the search filters on it in Qdrant.
 from __future__ import annotations
 
 import uuid
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from exobrain.knowledge import Found
-
 from .base import Tool, ToolResult
+
+if TYPE_CHECKING:
+    from exobrain.knowledge import Found
 
 
 class PassageSearch(Protocol):

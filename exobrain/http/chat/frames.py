@@ -201,8 +201,10 @@ ERROR_CODES: dict[str, str] = {
     "in seconds",
     "too_many_pending": "`CHAT_MAX_PENDING_TURNS` turns already wait behind the running one; "
     "`retry_after`",
-    "unavailable": "chat is restarting or a store it needs is down; retry after `retry_after` "
-    "seconds",
+    "unavailable": "chat is restarting, or a dependency the frame needed is down (`message` "
+    "names it, e.g. `postgres unavailable`); nothing was done (a `chat.send` refused so was not "
+    "stored): send it again, same `client_message_id`, after `retry_after` seconds. The socket "
+    "stays open",
     "shutting_down": "the server is stopping; reconnect to another instance",
 }
 

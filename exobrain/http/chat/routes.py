@@ -12,9 +12,8 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import openai
 import orjson
 import pykka
 from aiohttp import hdrs, web
@@ -28,12 +27,13 @@ from exobrain.actors.session import (
     SessionEnded,
     SessionLimits,
     SessionManager,
+    StreamBudget,
     StreamEvent,
     Subscription,
     Tick,
 )
 from exobrain.agent.mock import MockModel, MockReplies, load_messages
-from exobrain.agent.model import Model, OpenAIModel
+from exobrain.agent.model import Model
 from exobrain.agent.prompt import system_prompt
 from exobrain.agent.tools import (
     MockBackend,
@@ -57,6 +57,9 @@ from exobrain.supervision import ActorUnavailable, ChildSpec, Supervision, tell
 from . import sessions, streams
 from .sessions import ChatMessage, ChatRefused
 
+if TYPE_CHECKING:
+    import openai
+
 log = logging.getLogger(__name__)
 
 
@@ -65,6 +68,8 @@ class ChatResources:
     model: Model
     tools: Tools
     prompt: str
+    #: What every session's streams keep in memory, capped for the process.
+    streams: StreamBudget
 
 
 CHAT = web.AppKey("chat", ChatResources)
@@ -113,6 +118,10 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
         replies = MockReplies(load_messages(settings.main_agent_mock_messages_file))
         model = MockModel(replies, words_per_second=settings.main_agent_mock_words_per_second)
     else:
+        import openai  # noqa: PLC0415 - 13 MB or more, for the real model only
+
+        from exobrain.agent.provider import OpenAIModel  # noqa: PLC0415
+
         client = openai.AsyncOpenAI(
             base_url=str(settings.model_provider_base_url),
             api_key="unused",  # OpenAI-compatible gateways authenticate upstream
@@ -130,7 +139,12 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     else:
         log.warning("web tools are off: set TAVILY_API_KEY or WEB_TOOLS_USE_MOCK=true")
     tools = build_tools(web_backend) if web_backend is not None else {}
-    app[CHAT] = ChatResources(model, tools, system_prompt(settings.main_agent_system_prompt))
+    app[CHAT] = ChatResources(
+        model,
+        tools,
+        system_prompt(settings.main_agent_system_prompt),
+        StreamBudget(settings.chat_streams_max_bytes),
+    )
     yield
     if web_backend is not None:
         await web_backend.close()
@@ -179,6 +193,7 @@ def sessions_child(app: web.Application) -> ChildSpec:
             pool=pool,
             loop=loop,
             limits=limits,
+            budget=chat.streams,
             attached=attached,
         )
 

@@ -51,6 +51,7 @@ from exobrain.http.actors import SESSIONS
 from exobrain.http.cluster import CLUSTER
 from exobrain.http.resources import PG_POOL, REDIS, SETTINGS
 from exobrain.http.validation import NonBlankText
+from exobrain.outages import RETRY_AFTER_SECONDS, outage_of
 from exobrain.supervision import ActorUnavailable, ask
 
 log = logging.getLogger(__name__)
@@ -115,11 +116,17 @@ def not_found() -> ChatRefused:
 
 
 def unavailable(why: str = "chat is not available right now") -> ChatRefused:
-    return ChatRefused(503, "unavailable", why, 1)
+    return ChatRefused(503, "unavailable", why, RETRY_AFTER_SECONDS)
+
+
+def refusal_for(exc: BaseException) -> ChatRefused | None:
+    """``unavailable``, naming the dependency, when ``exc`` reports its outage."""
+    down = outage_of(exc)
+    return None if down is None else ChatRefused(503, "unavailable", down.detail, down.retry_after)
 
 
 def _shutting_down() -> ChatRefused:
-    return ChatRefused(503, "shutting_down", "the server is shutting down", 1)
+    return ChatRefused(503, "shutting_down", "the server is shutting down", RETRY_AFTER_SECONDS)
 
 
 async def send_message(app: web.Application, user_id: uuid.UUID, body: ChatMessage) -> Accepted:
@@ -164,7 +171,7 @@ async def _on_owner(app: web.Application, user_id: uuid.UUID, command: Command) 
             log.info("owner of %s did not answer; waiting for its lease to lapse", user_id)
         except STORE_ERRORS as exc:
             log.warning("chat ownership unavailable: %r", exc)
-            raise unavailable() from None
+            raise refusal_for(exc) or unavailable() from None
         if loop.time() + pause > deadline:
             raise unavailable("the chat session is moving, try again")
         await asyncio.sleep(pause)
@@ -186,6 +193,10 @@ async def _locally(app: web.Application, user_id: uuid.UUID, epoch: int, command
         if await logged(app, user_id, command.stream_id, patience=LOG_PATIENCE) is None:
             raise not_found() from None
         return False
+    except Exception as exc:  # the session could not store the message, say
+        if (refused := refusal_for(exc)) is None:
+            raise
+        raise refused from None
     if isinstance(result, Accepted) and result.duplicate and not result.held:
         assert isinstance(command, SendMessage)
         await _recover(app, user_id, result.stream_id, command.client_message_id)

@@ -276,11 +276,15 @@ class ChatSocket:
             "stream_id": getattr(frame, "stream_id", None),
         }
         try:
-            await self._send(await self._act(frame))
-        except ChatRefused as exc:
-            await self._send(
-                frames.error(exc.code, exc.message, retry_after=exc.retry_after, **about)
+            reply = await self._act(frame)
+        except Exception as exc:  # a refusal, or an outage of what the frame needed: say so
+            refused = exc if isinstance(exc, ChatRefused) else chat.refusal_for(exc)
+            if refused is None:
+                raise
+            reply = frames.error(
+                refused.code, refused.message, retry_after=refused.retry_after, **about
             )
+        await self._send(reply)
 
     async def _act(self, frame: frames.ClientFrame) -> str:
         match frame:

@@ -17,10 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
-import redis.asyncio as redis
 from aiohttp import hdrs, web
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from typing_extensions import TypedDict
 
 from exobrain.auth import Principal
@@ -28,7 +25,7 @@ from exobrain.http.actors import JOURNAL_LISTENERS
 from exobrain.http.auth.authentication import authenticated
 from exobrain.http.contract import INVALID, USER, Header, Reply, operation
 from exobrain.http.errors import JsonError
-from exobrain.http.resources import PG_POOL, REDIS, SETTINGS, redact
+from exobrain.http.resources import PG_POOL, REDIS, SETTINGS, redact, redis_client
 from exobrain.http.validation import parse_path, parse_query
 from exobrain.journal_cache import JournalCache
 from exobrain.store import journal
@@ -92,12 +89,7 @@ async def journal_cache_ctx(app: web.Application) -> AsyncIterator[None]:
     client = (
         app[REDIS]
         if own is None
-        else redis.Redis.from_url(
-            str(own),
-            socket_connect_timeout=timeout,
-            socket_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        else redis_client(str(own), connect_timeout=timeout, socket_timeout=timeout, retries=0)
     )
     if own is not None:
         log.info("journal read cache on Redis at %s", redact(own))

@@ -1,7 +1,7 @@
 """Knowledge updates: dispatched as jobs, watched, processed, recalled."""
 
-from .base import knowledge_base_ctx
+from .base import setup_knowledge_base
 from .updates import setup_knowledge
 from .worker import setup_job_worker
 
-__all__ = ["knowledge_base_ctx", "setup_job_worker", "setup_knowledge"]
+__all__ = ["setup_job_worker", "setup_knowledge", "setup_knowledge_base"]

@@ -38,6 +38,7 @@ from exobrain.http.resources import NATS, PG_POOL, SETTINGS
 from exobrain.http.validation import parse_body
 from exobrain.jobs import Enqueue, job_publisher
 from exobrain.orchestrator import OrchestratorClient, start_orchestrator
+from exobrain.outages import DependencyUnavailable
 from exobrain.supervision import ActorUnavailable, ChildSpec
 
 from . import jobs
@@ -49,6 +50,9 @@ ENQUEUE: web.AppKey[Enqueue] = web.AppKey("knowledge_enqueue")
 ORCHESTRATOR_TARGET = web.AppKey("orchestrator_target", str)
 #: Outbox rows listed by ``GET /api/knowledge/updates``.
 RECENT_UPDATES = 50
+#: How long an update may wait for the actor to write its outbox rows, behind the updates
+#: queued before it (database work only: the actor never waits for the orchestrator).
+OUTBOX_TIMEOUT = 60.0
 
 routes = web.RouteTableDef()
 
@@ -62,10 +66,12 @@ class UpdateBody(BaseModel):
 
 
 class UpdateAnswer(TypedDict):
-    """``job_id`` is the first job's (empty unless ``queued``)."""
+    """``job_id`` is the first job's; ``job_ids`` every job's, whether the orchestrator has
+    taken it yet (200) or not (202). Both are empty when there is nothing to update, and
+    when the update still waits behind others (202)."""
 
     job_id: str
-    status: Literal["queued", "nothing_to_update", "pending"]
+    status: Literal["queued", "nothing_to_update"]
     job_ids: list[str]
 
 
@@ -153,7 +159,7 @@ def dispatch_child(app: web.Application) -> ChildSpec:
     outage=True,
     responses={
         200: Reply("Queued, or nothing to update.", UpdateAnswer),
-        202: Reply("Stored; the orchestrator takes the jobs later.", UpdateAnswer),
+        202: Reply("Queued; the orchestrator takes the jobs later.", UpdateAnswer),
         502: Reply("The job orchestrator refused the update."),
     },
 )
@@ -162,29 +168,29 @@ async def update(request: web.Request, principal: Principal) -> web.Response:
     """Send the uncommitted journal messages to the knowledge base as jobs.
 
     `{journal_reference?}` (`YYYY/MM/DD`; all journals when absent). 200
-    `{job_id, status: "queued", job_ids}` (job_id is the first job's); 200 with
-    status `nothing_to_update` when every message is already committed; 202
-    `{job_id: "", status: "pending", job_ids}` when the orchestrator could not
-    take every job within its deadline: they are retried in the background.
+    `{job_id, status: "queued", job_ids}` once the orchestrator took every job
+    (job_id is the first job's); 202 with the same body when it has not within
+    `KNOWLEDGE_UPDATE_WAIT_SECONDS`: the jobs are recorded and follow in the
+    background; 200 with status `nothing_to_update` when every message is
+    already committed; 502 when the orchestrator refused every job.
     """
     body = await parse_body(request, UpdateBody)
-    settings = request.app[SETTINGS]
     command = RequestUpdate(principal.user_id, body.journal_reference)
-    # Behind a resume round and our own enqueue, each bounded by the orchestrator's deadline.
-    timeout = 2 * settings.job_orchestrator_connect_timeout_seconds + 60
+    patience = request.app[SETTINGS].knowledge_update_wait_seconds
+    handle = request.app[ACTORS].handle("knowledge")
     try:
-        result = await request_update(
-            request.app[ACTORS].handle("knowledge"), command, timeout=timeout
-        )
+        result = await request_update(handle, command, timeout=OUTBOX_TIMEOUT, patience=patience)
     except ActorUnavailable as exc:
-        raise JsonError(503, f"knowledge dispatch unavailable: {exc}") from None
+        raise DependencyUnavailable("knowledge dispatch", exc) from None
     except TimeoutError:  # the command stays queued: its rows are written and resumed
         result = UpdateResult("pending")
     if result.status == "rejected":
         raise JsonError(502, f"the job orchestrator refused the update: {'; '.join(result.errors)}")
-    first = result.job_ids[0] if result.status == "queued" else ""
+    if result.status == "nothing_to_update":
+        return json_response(UpdateAnswer(job_id="", status="nothing_to_update", job_ids=[]))
+    job_ids = list(result.job_ids)
     return json_response(
-        UpdateAnswer(job_id=first, status=result.status, job_ids=list(result.job_ids)),
+        UpdateAnswer(job_id=next(iter(job_ids), ""), status="queued", job_ids=job_ids),
         status=202 if result.status == "pending" else 200,
     )
 
