@@ -12,6 +12,7 @@ import ast
 import typing
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from exobrain.config import Settings
 from exobrain.http import create_app
 from exobrain.http.chat import asyncapi, frames
 from exobrain.http.chat.socket import Close
+from exobrain.http.resources import NATS
+from exobrain.jobs.lifecycle import JobState, JobStatus, status_subject
 
 AiohttpClient = Callable[..., Any]
 CHAT = Path(frames.__file__).parent
@@ -221,11 +224,16 @@ async def test_what_a_server_sends_is_what_the_document_says(
 ) -> None:
     """One scenario through every server frame: each is valid as documented, and each
     client frame gets the answer the document names."""
+    prefix = f"t{uuid.uuid4().hex}.jobs"
     client = await start(
-        aiohttp_client, make_settings, main_agent_use_mock=True, main_agent_mock_words_per_second=50
+        aiohttp_client,
+        make_settings,
+        main_agent_use_mock=True,
+        main_agent_mock_words_per_second=50,
+        job_subject_prefix=prefix,
     )
     answers = {frames.frame_type(c): frames.frame_type(a) for c, a in frames.ANSWERS.items()}
-    _, headers = await signed_in(client)
+    account, headers = await signed_in(client)
     first = Recorder(await client.ws_connect(WS, headers=headers))
     await first.ws.send_json({"type": "ping"})
     assert (await first.next())["type"] == answers["ping"]
@@ -246,6 +254,14 @@ async def test_what_a_server_sends_is_what_the_document_says(
         {"type": "stream.resume", "stream_id": str(uuid.uuid4()), "after_seq": 0}
     )
     assert (await first.until("error"))["code"] == "stream_not_found"
+    job_id = str(uuid.uuid4())
+    status = JobStatus(
+        job_id, "knowledge.update", str(account.user_id), JobState.SUCCEEDED, 1, "done", 1,
+        datetime.now(UTC),
+    )  # fmt: skip
+    await client.app[NATS].publish(status_subject(prefix, job_id), status.encode())  # a worker's
+    for socket in (first, second):
+        await socket.until("job.status", job_id=job_id)
     assert first.types | second.types == set(SERVER_MODELS)
 
 

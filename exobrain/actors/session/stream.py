@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from exobrain.agent.events import Event, EventName, wire
+from exobrain.jobs.lifecycle import JobStatus
 
 from .retention import Share
 
@@ -192,8 +193,9 @@ def _weight(events: Sequence[StreamEvent]) -> int:
     return _KEPT_EVENT_BYTES * len(events) + values
 
 
-#: What a reader's inbox holds: events, and the announcements of an attached reader.
-Item = StreamEvent | ActiveStream | StreamStarted
+#: What a reader's inbox holds: events, the announcements of an attached reader, and the
+#: statuses of its user's jobs (which a socket's inbox gets from the instance's job feed).
+Item = StreamEvent | ActiveStream | StreamStarted | JobStatus
 
 
 def coalesce(events: Sequence[Item]) -> list[Item]:
@@ -219,8 +221,9 @@ def coalesce(events: Sequence[Item]) -> list[Item]:
 
 
 def _chunk_of(item: Item) -> uuid.UUID | None:
-    is_chunk = isinstance(item, StreamEvent) and item.name == "message_chunk"
-    return item.stream_id if is_chunk else None
+    if isinstance(item, StreamEvent) and item.name == "message_chunk":
+        return item.stream_id
+    return None
 
 
 #: What an event costs a reader's inbox besides its text (the objects holding it).

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from exobrain.actors.session import ActiveStream, Item, StreamEvent, StreamStarted, Subscribed
 from exobrain.agent.events import Event
+from exobrain.http.knowledge.jobs import JobEvent
+from exobrain.jobs.lifecycle import JobStatus
 
 from .sessions import ChatMessage
 
@@ -183,6 +185,29 @@ class CancelledFrame(ServerFrame):
     cancelled: bool
 
 
+def _job_status_frame() -> type[ServerFrame]:
+    """The ``job.status`` frame: its members are the watch's ``status`` event's
+    (:class:`~exobrain.http.knowledge.jobs.JobEvent`), so that frame and event cannot drift."""
+    members: dict[str, Any] = {
+        key: (hint, ...) for key, hint in typing.get_type_hints(JobEvent).items()
+    }
+    tag: Any = Literal["job.status"]
+    return create_model(
+        "JobStatusFrame",
+        __base__=ServerFrame,
+        __doc__="A knowledge-update job of the user changed state (a worker took, retried or "
+        "finished it), on every socket of the user, whichever instance holds it: the `status` "
+        "event of `GET /api/knowledge/update/{job_id}/watch`. At most once each, never an "
+        "older state of a job after a newer one; `GET /api/knowledge/update/{job_id}` has the "
+        "current state (a socket is not told the states of jobs before it connected).",
+        type=(tag, ...),
+        **members,
+    )
+
+
+JobStatusFrame = _job_status_frame()
+
+
 class PongFrame(ServerFrame):
     """`ping` answered."""
 
@@ -332,6 +357,8 @@ def item(entry: Item) -> str:
             return active(entry)
         case StreamStarted():
             return started(entry)
+        case JobStatus():
+            return job_status(entry)
 
 
 def started(stream: StreamStarted) -> str:
@@ -359,6 +386,10 @@ def resumed(stream_id: uuid.UUID, subscribed: Subscribed) -> str:
             "finished": subscribed.finished,
         }
     )
+
+
+def job_status(status: JobStatus) -> str:
+    return encode({"type": "job.status", **status.event()})
 
 
 def cancelled(stream_id: uuid.UUID, was_running: bool) -> str:

@@ -5,7 +5,9 @@ before it happens (Bearer token, or the session cookie from an allowed
 ``Origin``). Each socket attaches an inbox through the SessionManager, which
 hands it to every session of the user, so every event of every turn of that
 user reaches every one of that user's sockets, in order, and an idle socket
-keeps no session alive. The inbox is bounded: a socket that falls behind is
+keeps no session alive. The statuses of the user's jobs join the same inbox
+(``job.status``), from one subscription of the process (:class:`JobFeed`). The
+inbox is bounded: a socket that falls behind is
 closed while the turn goes on. Two tasks serve a socket: the handler reads client frames, a
 writer sends events and re-checks the credentials now and then.
 """
@@ -40,8 +42,10 @@ from exobrain.http.actors import METRICS, SESSIONS
 from exobrain.http.auth.authentication import authenticate, bearer_token
 from exobrain.http.cluster import CLUSTER
 from exobrain.http.errors import JsonError
+from exobrain.http.knowledge.job_feed import JobFeed
 from exobrain.http.origins import origin_allowed
-from exobrain.http.resources import SETTINGS
+from exobrain.http.resources import NATS, SETTINGS
+from exobrain.jobs.lifecycle import JobStatus
 from exobrain.supervision import ActorUnavailable, tell
 
 from . import frames, streams
@@ -61,6 +65,10 @@ _NO_WRITER_LIMIT = sys.maxsize
 
 #: How often a socket whose peer does not keep up looks whether its buffer drained.
 _DRAIN_POLL = 0.02
+
+#: How many jobs a socket remembers the last sent version of (the least recently changed
+#: are forgotten first): enough to keep every job of a user's updates in order.
+_JOBS_REMEMBERED = 1024
 
 
 class Close(enum.IntEnum):
@@ -88,6 +96,15 @@ class Sockets:
         mine = self._by_user.setdefault(socket.user_id, [])
         mine.append(socket)
         return mine.pop(0) if len(mine) > self._per_user else None
+
+    def tell(self, status: JobStatus) -> None:
+        """A job's status to the sockets of the job's user here, and to no one else."""
+        try:
+            user_id = uuid.UUID(status.user_id)
+        except ValueError:
+            return
+        for socket in self._by_user.get(user_id, ()):
+            socket.tell(status)
 
     def remove(self, socket: ChatSocket) -> None:
         mine = self._by_user.get(socket.user_id, [])
@@ -138,6 +155,8 @@ class ChatSocket:
         )
         self._sink = Subscription(asyncio.get_running_loop())
         self._relays: set[asyncio.Task[None]] = set()
+        #: The version of each job's status last queued here, least recently changed first.
+        self._job_versions: dict[str, int] = {}
         self._manager: pykka.ActorRef[Any] | None = None
         self._ending: tuple[Close, str] | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -147,6 +166,16 @@ class ChatSocket:
         """Close after the events already received are sent (shutdown, replacement)."""
         self._ending = (code, reason)
         self._sink.end()
+
+    def tell(self, status: JobStatus) -> None:
+        """Queue a job's status, unless as new a one of that job was queued already (the
+        workers' statuses may come out of order)."""
+        known = self._job_versions.pop(status.job_id, 0)
+        self._job_versions[status.job_id] = max(known, status.version)
+        if len(self._job_versions) > _JOBS_REMEMBERED:
+            del self._job_versions[next(iter(self._job_versions))]
+        if status.version > known:
+            self._sink.push([status])
 
     async def serve(self) -> None:
         writer: asyncio.Task[None] | None = None
@@ -428,8 +457,16 @@ async def _feeds_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _job_feed_ctx(app: web.Application) -> AsyncIterator[None]:
+    """From start-up to shutdown, whether or not sockets are open: a status costs little."""
+    feed = JobFeed(app[NATS], app[SETTINGS].job_subject_prefix, app[SOCKETS].tell)
+    await feed.start()
+    yield
+    await feed.stop()
+
+
 def setup_chat_socket(app: web.Application) -> None:
     app[SOCKETS] = Sockets(app[SETTINGS].chat_ws_max_connections_per_user)
-    app.cleanup_ctx.append(_feeds_ctx)
+    app.cleanup_ctx.extend([_feeds_ctx, _job_feed_ctx])
     app.on_shutdown.append(_close_sockets)
     app.router.add_routes(routes)
