@@ -7,9 +7,9 @@ hands it to every session of the user, so every event of every turn of that
 user reaches every one of that user's sockets, in order, and an idle socket
 keeps no session alive. The statuses of the user's jobs join the same inbox
 (``job.status``), from one subscription of the process (:class:`JobFeed`). The
-inbox is bounded: a socket that falls behind is
-closed while the turn goes on. Two tasks serve a socket: the handler reads client frames, a
-writer sends events and re-checks the credentials now and then.
+inbox is bounded: a socket that falls behind is closed while the turn goes on.
+Two tasks serve a socket: the handler reads client frames, a writer sends
+events and re-checks the credentials now and then.
 """
 
 from __future__ import annotations
