@@ -8,6 +8,10 @@ wildcards escaped. Either way an entry whose reference contains the query
 (``2025/01``, ``2025-01``) is a hit too, ranked above text matches. User input
 only ever reaches PostgreSQL as bind parameters; the tsquery is built from
 letters and digits alone, so it cannot carry tsquery operators.
+
+The tsvector covers a message's first :data:`INDEXED_CHARS` characters
+(migration 0009: PostgreSQL refuses a tsvector over 1 MB), so a longer message
+is found by its beginning, and its snippet is cut from there.
 """
 
 from __future__ import annotations
@@ -26,7 +30,12 @@ _WORD = re.compile(r"[^\W_]+")
 _LIKE_SPECIAL = re.compile(r"([\\%_])")
 #: Characters of context either side of a substring match.
 _CONTEXT = 60
-_ESCAPED_CONTENT = "replace(replace(replace(b.content, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')"
+#: How much of a message its tsvector covers: ``left(content, 100000)`` in migration 0009.
+INDEXED_CHARS = 100_000
+_ESCAPED_CONTENT = (
+    f"replace(replace(replace(left(b.content, {INDEXED_CHARS}), '&', '&amp;'), '<', '&lt;'),"
+    " '>', '&gt;')"
+)
 
 
 @dataclass(frozen=True, slots=True)

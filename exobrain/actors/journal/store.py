@@ -9,7 +9,7 @@ is the arbiter of both the sequence counter and idempotency, across processes
 too.
 
 If the database refuses the batch's data (a journal whose user was deleted,
-say, or a write whose ownership epoch is stale: ``journal_append_fenced``,
+say, a value it cannot hold, or a write whose ownership epoch is stale: ``journal_append_fenced``,
 migration 0006), the batch is written again journal by journal, each in a
 savepoint, so only the offending journal's commands fail.
 """
@@ -31,15 +31,20 @@ from .messages import AppendMessages, Fenced, NewMessage, StoredMessage
 Outcome = tuple[StoredMessage, ...] | Exception
 Journal = tuple[uuid.UUID, str]
 
-#: Errors that condemn one journal's writes; anything else fails the whole batch.
-_JOURNAL_ERRORS = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
+#: Errors that condemn one journal's writes, whenever they are tried again (its data, not
+#: the database's state); anything else fails the whole batch.
+JOURNAL_ERRORS = (
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.DataError,
+    asyncpg.ProgramLimitExceededError,
+)
 
 
 async def write_batch(pool: asyncpg.Pool, commands: Sequence[AppendMessages]) -> list[Outcome]:
     async with pool.acquire() as connection:
         try:
             return list(await _write(connection, commands))
-        except _JOURNAL_ERRORS:
+        except JOURNAL_ERRORS:
             return await _write_journal_by_journal(connection, commands)
 
 
@@ -57,7 +62,7 @@ async def _write_journal_by_journal(
             try:
                 async with connection.transaction():  # a savepoint
                     written = await _write(connection, batch)
-            except _JOURNAL_ERRORS as exc:
+            except JOURNAL_ERRORS as exc:
                 written = [_refusal(exc)] * len(batch)
             for index, outcome in zip(indexes, written, strict=True):
                 outcomes[index] = outcome
