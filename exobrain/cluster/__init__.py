@@ -8,7 +8,7 @@
 
 from ._commands import Commands, OwnerUnreachable
 from ._leases import Leases
-from ._log import ChatLog, Logged, LogReader, finished, last_seq
+from ._log import ChatLog, Logged, LogReader, finished
 from ._ownership import STORE_ERRORS, Ownership
 
 __all__ = [
@@ -21,5 +21,4 @@ __all__ = [
     "OwnerUnreachable",
     "Ownership",
     "finished",
-    "last_seq",
 ]

@@ -13,6 +13,12 @@ costs one acknowledged publish, a streamed answer one per period, not one per
 word. A message that is not acknowledged is sent again unchanged, with the
 same ``Nats-Msg-Id``.
 
+No message exceeds the connection's ``max_payload`` (the server's, 1 MB by
+default, headers included): entries that do not fit together go in several
+messages, in order, and an entry too big for a message of its own (a huge
+chunk, question or tool result) is cut into numbered fragments of its
+encoding, which readers join back before they decode it.
+
 Readers on any instance replay a subject with an ordered consumer and follow
 it live; they skip what they already have by sequence number, so a message
 that JetStream stored twice is harmless. Sequence numbers are the owner's,
@@ -77,6 +83,20 @@ class Logged:
     entries: tuple[Entry, ...]
     #: Its place in the JetStream stream (0 when delivered live).
     position: int = 0
+    #: The stream's highest event number as of this message (fragments count too).
+    last_seq: int = 0
+    #: Whether the turn had begun running: anything besides its question is here.
+    begun: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """An encoded entry, or a fragment of one (``whole``: the entry it is cut from)."""
+
+    data: bytes
+    #: Entries this piece completes: 1 for an entry or its last fragment, else 0.
+    completes: int = 1
+    whole: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -85,7 +105,7 @@ class _Queue:
 
     user_id: uuid.UUID
     owner: str
-    entries: list[Entry] = field(default_factory=list)
+    pieces: deque[_Piece] = field(default_factory=deque)
     enqueued: int = 0
     acked: int = 0
     waiters: list[tuple[int, asyncio.Future[None]]] = field(default_factory=list)
@@ -147,10 +167,10 @@ class ChatLog:
         queue = self._queues.get(stream_id)
         if queue is None:
             queue = self._queues[stream_id] = _Queue(user_id, owner or self.instance_id)
-        added = list(entries)
-        queue.entries += added
+        added = [_Piece(orjson.dumps(_encode(entry))) for entry in entries]
+        queue.pieces += added
         queue.enqueued += len(added)
-        if not queue.busy and queue.entries:
+        if not queue.busy and queue.pieces:
             queue.busy = True
             task = asyncio.get_running_loop().create_task(self._drain(stream_id, queue))
             self._tasks.add(task)
@@ -167,29 +187,17 @@ class ChatLog:
 
     async def _drain(self, stream_id: uuid.UUID, queue: _Queue) -> None:
         subject = self.subject(queue.user_id, stream_id)
-        headers_base = {OWNER_HEADER: queue.owner}
-        delay = 0.05
-        while queue.entries:
+        while queue.pieces:
             await asyncio.sleep(LINGER)
-            entries, queue.entries = queue.entries, []
-            payload = orjson.dumps([_encode(entry) for entry in entries])
             headers = {
-                **headers_base,
+                OWNER_HEADER: queue.owner,
                 "Nats-Msg-Id": f"{stream_id}:{queue.owner}:{next(self._ids)}",
             }
-            while True:
-                started = time.perf_counter()
-                try:
-                    ack = await self._js.publish_async(subject, payload, headers=headers)
-                    await asyncio.wait_for(ack, _ACK_TIMEOUT)
-                    break
-                except (nats.errors.Error, TimeoutError) as exc:
-                    log.warning("chat log write for stream %s failed, retrying: %r", stream_id, exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _RETRY_MAX)
-            self.on_published(time.perf_counter() - started)
-            delay = 0.05
-            queue.acked += len(entries)
+            taken = _take(queue.pieces, self._nats.max_payload - _header_size(headers))
+            if not await self._publish(stream_id, subject, taken, headers):
+                queue.pieces.extendleft(reversed(taken))  # never sent: packed again, smaller
+                continue
+            queue.acked += sum(piece.completes for piece in taken)
             still = []
             for upto, waiter in queue.waiters:
                 if queue.acked >= upto:
@@ -201,6 +209,29 @@ class ChatLog:
         queue.busy = False
         if self._queues.get(stream_id) is queue:
             del self._queues[stream_id]
+
+    async def _publish(
+        self, stream_id: uuid.UUID, subject: str, taken: list[_Piece], headers: dict[str, str]
+    ) -> bool:
+        """Send one message until it is acknowledged; False if it no longer fits (the
+        connection now has a smaller ``max_payload``: it was not sent)."""
+        payload = b"[" + b",".join(piece.data for piece in taken) + b"]"
+        delay = 0.05
+        while True:
+            started = time.perf_counter()
+            try:
+                ack = await self._js.publish_async(subject, payload, headers=headers)
+                await asyncio.wait_for(ack, _ACK_TIMEOUT)
+            except nats.errors.MaxPayloadError:
+                log.warning("chat log of stream %s: max_payload shrank, packing again", stream_id)
+                return False
+            except (nats.errors.Error, TimeoutError) as exc:
+                log.warning("chat log write for stream %s failed, retrying: %r", stream_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX)
+            else:
+                self.on_published(time.perf_counter() - started)
+                return True
 
     async def close(self) -> None:
         """Let queued writes finish (bounded), then stop."""
@@ -238,7 +269,7 @@ class ChatLog:
     async def orphans(self, user_id: uuid.UUID) -> list[Orphan]:
         """The user's unfinished turns, those begun first, then in the order they came."""
         unfinished = sorted(
-            await self.unfinished(user_id), key=lambda last: (not _begun(last), last.position)
+            await self.unfinished(user_id), key=lambda last: (not last.begun, last.position)
         )
         orphans = []
         for last in unfinished:
@@ -273,10 +304,11 @@ class ChatLog:
         entries: list[Entry] = []
         seen = 0
         done = asyncio.get_running_loop().create_future()
+        assembly = _Assembly()
 
         async def deliver(msg: Msg) -> None:
             nonlocal seen
-            for entry in decode(stream_id, "", msg.data).entries:
+            for entry in decode(stream_id, "", msg.data, assembly=assembly).entries:
                 if isinstance(entry, StreamEvent):
                     if entry.seq <= seen:
                         continue
@@ -302,13 +334,19 @@ class ChatLog:
         self, user_id: uuid.UUID, on_message: Callable[[Logged], Awaitable[None]]
     ) -> NatsSubscription:
         """Live log messages of every stream of the user written by other instances, as they
-        are written (core NATS); this instance's own are not even decoded."""
+        are written (core NATS); this instance's own are not even decoded. An entry cut
+        into fragments arrives whole, with the message of its last fragment."""
+        assemblies: dict[uuid.UUID, _Assembly] = {}  # of the streams with an entry half-read
 
         async def deliver(msg: Msg) -> None:
             owner = (msg.headers or {}).get(OWNER_HEADER, "")
             if owner != self.instance_id:
                 stream_id = uuid.UUID(msg.subject.rsplit(".", 1)[1])
-                await on_message(decode(stream_id, owner, msg.data))
+                assembly = assemblies.pop(stream_id, None) or _Assembly()
+                logged = decode(stream_id, owner, msg.data, assembly=assembly)
+                if assembly.pending:
+                    assemblies[stream_id] = assembly
+                await on_message(logged)
 
         return await self._nats.subscribe(self.subject(user_id), cb=deliver)
 
@@ -323,9 +361,10 @@ class LogReader:
         self.subscription: NatsSubscription | None = None
         self._pending: deque[Item] = deque()
         self._ready = asyncio.Event()
+        self._assembly = _Assembly()
 
     async def deliver(self, msg: Msg) -> None:
-        for entry in decode(self.stream_id, "", msg.data).entries:
+        for entry in decode(self.stream_id, "", msg.data, assembly=self._assembly).entries:
             if isinstance(entry, StreamEvent) and entry.seq > self.last_seq:
                 self.last_seq = entry.seq
                 self.finished = self.finished or entry.name == "done"
@@ -353,16 +392,93 @@ class LogReader:
                 log.debug("chat log reader of %s: %r", self.stream_id, exc)
 
 
-def _begun(last: Logged) -> bool:
-    return any(not isinstance(entry, StreamStarted) for entry in last.entries)
-
-
 def finished(entries: Sequence[Entry]) -> bool:
     return any(isinstance(entry, StreamEvent) and entry.name == "done" for entry in entries)
 
 
-def last_seq(entries: Sequence[Entry]) -> int:
-    return max((entry.seq for entry in entries if isinstance(entry, StreamEvent)), default=0)
+def _header_size(headers: dict[str, str]) -> int:
+    """Bytes of ``headers`` on the wire, which ``max_payload`` counts with the payload."""
+    lines = sum(len(f"{name}: {value}\r\n".encode()) for name, value in headers.items())
+    return len(b"NATS/1.0\r\n") + lines + len(b"\r\n")
+
+
+def _take(pieces: deque[_Piece], budget: int) -> list[_Piece]:
+    """Pieces from the head of ``pieces`` for one message of at most ``budget`` bytes; at
+    least one, a head too big for a message of its own cut into fragments first."""
+    taken: list[_Piece] = []
+    size = 2  # the array's brackets
+    while pieces:
+        head = pieces[0]
+        if size + len(head.data) + bool(taken) <= budget:
+            taken.append(pieces.popleft())
+            size += len(head.data) + (len(taken) > 1)
+        elif taken:
+            break
+        else:
+            whole = head.whole or head.data
+            while pieces and (pieces[0].whole or pieces[0].data) is whole:
+                pieces.popleft()  # a whole entry, or what is left of its older fragments
+            pieces.extendleft(reversed(_fragments(whole, budget - size)))
+    return taken
+
+
+def _fragments(whole: bytes, room: int) -> list[_Piece]:
+    """An encoded entry cut at character boundaries into ``["f", tag, seq, count, index,
+    text]`` pieces of at most ``room`` bytes each. Their text is JSON, which escapes at
+    most two bytes per byte (quotes and backslashes, no control characters left)."""
+    tag, seq = _fragment_key(orjson.loads(whole))
+    overhead = len(orjson.dumps(["f", tag, seq, len(whole), len(whole), ""]))
+    step = (room - overhead) // 2
+    if step < 4:
+        raise ValueError(f"max_payload leaves {room} bytes for a log message: too small")
+    texts, start = [], 0
+    while start < len(whole):
+        end = min(start + step, len(whole))
+        while end < len(whole) and whole[end] & 0xC0 == 0x80:  # inside a character
+            end -= 1
+        texts.append(whole[start:end].decode())
+        start = end
+    count = len(texts)
+    return [
+        _Piece(orjson.dumps(["f", tag, seq, count, index, text]), int(index == count - 1), whole)
+        for index, text in enumerate(texts)
+    ]
+
+
+def _fragment_key(raw: list[Any]) -> tuple[str, int]:
+    """What a fragment tells of its entry without it: its kind and event number (or 0)."""
+    tag = raw[0]
+    return tag, raw[1] if tag in ("c", "e") else 0
+
+
+class _Assembly:
+    """One stream's fragmented entry, joined as a reader meets its pieces in order.
+
+    A piece out of turn is dropped: a repeat of the message before (JetStream stores a
+    re-sent message twice after its duplicate window), or the tail of an entry whose
+    beginning this reader did not see. A new first piece starts the entry again (the
+    writer cut it anew for a smaller ``max_payload``).
+    """
+
+    def __init__(self) -> None:
+        self._texts: list[str] = []
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._texts)
+
+    def join(self, count: int, index: int, text: str) -> Any:
+        """The entry, decoded, once ``text`` completes it; None before."""
+        if index == 0:
+            self._texts = [text]
+        elif self._texts and index == len(self._texts):
+            self._texts.append(text)
+        else:
+            return None
+        if len(self._texts) < count:
+            return None
+        whole, self._texts = "".join(self._texts), []
+        return orjson.loads(whole)
 
 
 def _encode(entry: Entry) -> list[Any]:
@@ -379,17 +495,38 @@ def _encode(entry: Entry) -> list[Any]:
     raise TypeError(f"not a log entry: {entry!r}")
 
 
-def decode(stream_id: uuid.UUID, owner: str, payload: bytes, *, position: int = 0) -> Logged:
+def decode(
+    stream_id: uuid.UUID,
+    owner: str,
+    payload: bytes,
+    *,
+    position: int = 0,
+    assembly: _Assembly | None = None,
+) -> Logged:
+    """One log message; ``assembly``: the reader's fragments so far (none: this message's
+    own fragments join only among themselves)."""
+    assembly = assembly or _Assembly()
     entries: list[Entry] = []
-    for raw in orjson.loads(payload):
+    seq, begun = 0, False
+    for item in orjson.loads(payload):
+        raw = item
+        if item[0] == "f":
+            _, tag, of, count, index, text = item
+            begun = begun or tag != "s"
+            seq = max(seq, of if index == count - 1 else of - 1)
+            raw = assembly.join(count, index, text)
         match raw:
-            case ["c", seq, text]:
+            case ["c", number, text]:
                 chunk = MappingProxyType({"text": text})
-                entries.append(StreamEvent(stream_id, seq, "message_chunk", chunk))
-            case ["e", seq, name, data]:
-                entries.append(StreamEvent(stream_id, seq, name, MappingProxyType(data)))
+                entries.append(StreamEvent(stream_id, number, "message_chunk", chunk))
+            case ["e", number, name, data]:
+                entries.append(StreamEvent(stream_id, number, name, MappingProxyType(data)))
             case ["s", cid, reference, text]:
                 entries.append(StreamStarted(stream_id, uuid.UUID(cid), reference, text))
             case ["o", reason, error, metadata]:
                 entries.append(TurnOutcome(stream_id, reason, error, MappingProxyType(metadata)))
-    return Logged(stream_id, owner, tuple(entries), position)
+    for entry in entries:
+        begun = begun or not isinstance(entry, StreamStarted)
+        if isinstance(entry, StreamEvent):
+            seq = max(seq, entry.seq)
+    return Logged(stream_id, owner, tuple(entries), position, seq, begun)

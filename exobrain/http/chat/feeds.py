@@ -19,7 +19,7 @@ import nats.errors
 from nats.aio.subscription import Subscription as NatsSubscription
 
 from exobrain.actors.session import ActiveStream, Item, StreamEvent, StreamStarted, Subscription
-from exobrain.cluster import ChatLog, Logged, last_seq
+from exobrain.cluster import ChatLog, Logged
 
 
 class _Feed:
@@ -51,7 +51,7 @@ class Feeds:
         feed.sinks[sink] = set()
         if not owned_here:
             announced = [
-                ActiveStream(last.stream_id, last_seq(last.entries))
+                ActiveStream(last.stream_id, last.last_seq)
                 for last in await self._log.unfinished(user_id)
             ]
             sink.push(announced)

@@ -28,7 +28,7 @@ from exobrain.actors.session import (
     Subscription,
     Unsubscribe,
 )
-from exobrain.cluster import LogReader, finished, last_seq
+from exobrain.cluster import LogReader, finished
 from exobrain.http.cluster import CLUSTER
 from exobrain.supervision import ActorUnavailable, ask, tell
 
@@ -77,7 +77,7 @@ async def open_stream(
     last = await logged(app, user_id, stream_id, patience=LOG_PATIENCE)
     if last is None:
         raise not_found()
-    if finished(last.entries) and last_seq(last.entries) <= after_seq:
+    if finished(last.entries) and last.last_seq <= after_seq:
         return _Ended(), True
     return await _log_reader(app, user_id, stream_id, after_seq), False
 
@@ -98,7 +98,7 @@ async def resume(
     if last is None:
         raise not_found()
     done = finished(last.entries)
-    status = Subscribed(last_seq(last.entries), done)
+    status = Subscribed(last.last_seq, done)
     if done and status.last_seq <= after_seq:
         return status, None
     return status, await _log_reader(app, user_id, stream_id, after_seq)
