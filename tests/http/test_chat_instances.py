@@ -20,6 +20,7 @@ from test_chat_socket import connect, frame, same_answer_on, send_turn
 
 from exobrain.actors.session import (
     INTERRUPTED,
+    REPAIRED,
     StreamEvent,
     StreamStarted,
     answer_id,
@@ -265,3 +266,82 @@ async def test_a_retry_whose_stream_left_the_log_is_answered_from_the_journal(
     assert [name for _, name, _ in events] == ["error", "done"]
     assert events[-1][2] == {"reason": "error"}
     assert len(await stored(a, account)) == 3  # nothing was run or stored again
+
+
+def _huge_reply() -> str:
+    """Over 2 MB: 900 distinct words of 1,200 characters (more than a tsvector holds, more
+    than one NATS message), then one 1.2 MB word (more than a message on its own)."""
+    words = [f"w{n:04d}" + "x" * 1195 for n in range(900)]
+    return " ".join(words) + " " + "é" * 600_000
+
+
+async def test_an_answer_over_max_payload_is_read_on_another_instance_and_stored_whole(
+    instances: Instances, tmp_path: Any
+) -> None:
+    reply = _huge_reply()
+    replies = tmp_path / "huge.md"
+    replies.write_text(reply)
+    a, b = await instances(2, main_agent_mock_messages_file=replies)
+    account, headers = await signed_in(a)
+    stream_id = (await (await send(a, headers, "a long one")).json())["stream_id"]
+    on_b = await follow(b, headers, stream_id)
+    assert answer_of(on_b) == reply
+    assert on_b[-1][1:] == ("done", {"reason": "completed"})
+    rows = await eventually_stored(a, account, 2)
+    assert rows[1]["content"] == reply
+    assert "repair" not in rows[1]["metadata"]
+
+
+async def test_a_dead_owners_huge_turn_is_taken_over_whole(instances: Instances) -> None:
+    [b] = await instances(1, chat_lease_ttl_seconds=0.6)
+    account, headers = await signed_in(b)
+    cluster = b.app[CLUSTER]
+    reference = time.strftime("%Y/%m/%d", time.gmtime())
+    cid = uuid.uuid4()
+    stream_id = stream_id_for(account.user_id, cid)
+    await send_stored_question(b, account, reference, cid, "cut short")
+    huge = _huge_reply().split(" ")
+    events = [
+        StreamEvent(stream_id, n, "message_chunk", MappingProxyType({"text": word + " "}))
+        for n, word in enumerate(huge, 1)
+    ]
+    started = StreamStarted(stream_id, cid, reference, "cut short")
+    cluster.log.append(account.user_id, stream_id, [started, *events], owner="dead")
+    await cluster.log.durable(stream_id)
+    settings = b.app[SETTINGS]  # the dead owner's lease: registered, and lapsed
+    await b.app[REDIS].zadd(f"{settings.redis_key_prefix}chat-leased", {str(account.user_id): 0})
+
+    ended = await follow(b, headers, str(stream_id))
+    assert [name for _, name, _ in ended][-2:] == ["error", "done"]
+    assert answer_of(ended) == " ".join(huge) + " "
+    [_, answer] = await eventually_stored(b, account, 2)
+    assert answer["content"] == " ".join(huge) + " "
+    assert answer["metadata"]["status"] == "interrupted"
+
+
+async def test_an_answer_the_database_refuses_is_stored_repaired_at_once(
+    instances: Instances, tmp_path: Any
+) -> None:
+    """PostgreSQL holds no NUL character: retrying could never store this answer. A
+    repaired copy is stored instead, and the reader is told so; the turn after it runs."""
+    replies = tmp_path / "nul.md"
+    replies.write_text("before\x00after")
+    [a] = await instances(1, main_agent_mock_messages_file=replies)
+    account, headers = await signed_in(a)
+    stream_id = (await (await send(a, headers, "say it")).json())["stream_id"]
+    events = await follow(a, headers, stream_id)
+    assert answer_of(events) == "before\x00after"  # what the model said, as it said it
+    assert events[-2][1:] == ("error", {"tool_call_id": None, "message": REPAIRED})
+    assert events[-1][2] == {"reason": "error"}
+    [_, answer] = await eventually_stored(a, account, 2)
+    assert answer["content"] == "before\ufffdafter"
+    assert answer["metadata"]["repair"] == {
+        "refused": "22P05",
+        "replaced_characters": 1,
+        "chars": 12,
+        "truncated": False,
+    }
+    assert "status" not in answer["metadata"]  # the model finished; only the copy differs
+    again = (await (await send(a, headers, "again")).json())["stream_id"]
+    assert (await follow(a, headers, again))[-2][1] == "error"
+    assert len(await eventually_stored(a, account, 4)) == 4

@@ -18,6 +18,7 @@ from .messages import (
     NewToolCall,
     StoredMessage,
 )
+from .store import JOURNAL_ERRORS
 
 
 def journal_spec(
@@ -53,6 +54,7 @@ async def append(
 
 
 __all__ = [
+    "JOURNAL_ERRORS",
     "AppendMessages",
     "Fenced",
     "JournalActor",

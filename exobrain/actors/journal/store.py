@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import orjson
 
 from exobrain.store.pool import Connection
 
@@ -37,6 +38,7 @@ JOURNAL_ERRORS = (
     asyncpg.IntegrityConstraintViolationError,
     asyncpg.DataError,
     asyncpg.ProgramLimitExceededError,
+    orjson.JSONEncodeError,  # text no JSON can carry (a lone surrogate)
 )
 
 

@@ -34,10 +34,11 @@ from .stream import (
     TurnOutcome,
     coalesce,
 )
-from .turn import INTERRUPTED, Agent, answer_id
+from .turn import INTERRUPTED, REPAIRED, Agent, answer_id
 
 __all__ = [
     "INTERRUPTED",
+    "REPAIRED",
     "Accepted",
     "ActiveStream",
     "Agent",

@@ -8,12 +8,19 @@ outcome is logged, then its assistant message is stored through the
 JournalActor (retried through a PostgreSQL outage) before the actor hears
 ``TurnFinished``, so ``done`` never precedes durability. A turn whose owner
 died is ended the same way by its next owner, from what the log holds.
+
+An answer the database refuses for what it holds (a NUL character, a value
+too long), which no retry can change, is not retried: a repaired copy is
+stored at once (such characters replaced, and, past a size limit, its end
+cut off), its metadata says so, and the turn ends with ``error`` saying so.
+The reader has had the answer as it was; the journal keeps all it can of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,7 +28,16 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from exobrain.actors.journal import AppendMessages, Fenced, NewMessage, NewToolCall, append
+import asyncpg
+
+from exobrain.actors.journal import (
+    JOURNAL_ERRORS,
+    AppendMessages,
+    Fenced,
+    NewMessage,
+    NewToolCall,
+    append,
+)
 from exobrain.agent.events import Event
 from exobrain.agent.model import Model
 from exobrain.agent.tools import Tools
@@ -39,6 +55,15 @@ _ANSWERS = uuid.UUID("0b7c2d40-6a51-4f0e-8d0a-3c1f5e9a7b21")
 
 #: The longest pause between attempts to store an answer through an outage.
 _SAVE_RETRY_MAX = 5.0
+
+#: What a refused answer's repaired copy replaces: characters PostgreSQL or JSON
+#: cannot hold (NUL, lone surrogates).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+#: Where a repaired answer is cut when its size was refused (jsonb holds 256 MB).
+_REPAIRED_MAX_CHARS = 10_000_000
+
+#: What the reader of a turn whose answer was refused is told, with ``done {reason: "error"}``.
+REPAIRED = "the answer could not be stored as it is; a repaired copy is stored"
 
 #: What a reader of an orphaned turn is told, with ``done {reason: "error"}``.
 INTERRUPTED = "the assistant was interrupted; its answer so far is stored"
@@ -163,7 +188,8 @@ async def _conclude(
     agent.log.write(request.user_id, request.stream_id, [outcome])
     reason, error = outcome.reason, outcome.error
     try:
-        await asyncio.shield(_save(agent, request, state, outcome))
+        if await asyncio.shield(_save(agent, request, state, outcome)):
+            reason, error = "error", REPAIRED
     except Fenced:
         log.warning("turn %s: the user was taken over; its new owner ends it", request.stream_id)
         reason, error = ABANDONED, None
@@ -175,8 +201,8 @@ async def _conclude(
     return finished
 
 
-async def _save(agent: Agent, request: TurnRequest, state: TurnState, outcome: TurnOutcome) -> None:
-    """Store the answer; through an outage, retry until ``CHAT_ANSWER_SAVE_DEADLINE_SECONDS``."""
+async def _save(agent: Agent, request: TurnRequest, state: TurnState, outcome: TurnOutcome) -> bool:
+    """Store the answer; True if only a repaired copy of it could be."""
     answer = NewMessage(
         "assistant",
         state.text,
@@ -187,6 +213,18 @@ async def _save(agent: Agent, request: TurnRequest, state: TurnState, outcome: T
             for call in state.tool_calls
         ),
     )
+    try:
+        await _store(agent, request, answer)
+        return False
+    except JOURNAL_ERRORS as exc:
+        log.error("turn %s: answer refused, storing it repaired: %r", request.stream_id, exc)
+        await _store(agent, request, repaired(answer, exc))
+        return True
+
+
+async def _store(agent: Agent, request: TurnRequest, answer: NewMessage) -> None:
+    """Through an outage, retry until ``CHAT_ANSWER_SAVE_DEADLINE_SECONDS``; a refusal of
+    the answer itself (:data:`JOURNAL_ERRORS`) would come again, so it is raised at once."""
     command = AppendMessages(request.user_id, request.reference, (answer,), request.epoch)
     deadline = time.monotonic() + agent.save_deadline
     delay = 0.1
@@ -194,7 +232,7 @@ async def _save(agent: Agent, request: TurnRequest, state: TurnState, outcome: T
         try:
             await append(agent.journal, command, timeout=agent.write_timeout)
             return
-        except Fenced:
+        except (Fenced, *JOURNAL_ERRORS):
             raise
         except Exception as exc:
             if time.monotonic() + delay > deadline:
@@ -202,6 +240,38 @@ async def _save(agent: Agent, request: TurnRequest, state: TurnState, outcome: T
             log.warning("turn %s: storing the answer failed, retrying: %r", request.stream_id, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, _SAVE_RETRY_MAX)
+
+
+def repaired(answer: NewMessage, refusal: Exception) -> NewMessage:
+    """``answer`` as the journal can hold it, its metadata saying what was changed and why."""
+    text, replaced = _UNSTORABLE.subn("\ufffd", answer.content)
+    cut = isinstance(refusal, asyncpg.ProgramLimitExceededError) and len(text) > _REPAIRED_MAX_CHARS
+    note = {
+        "refused": getattr(refusal, "sqlstate", None) or type(refusal).__name__,
+        "replaced_characters": replaced,
+        "chars": len(answer.content),
+        "truncated": cut,
+    }
+    return NewMessage(
+        "assistant",
+        text[:_REPAIRED_MAX_CHARS] if cut else text,
+        client_message_id=answer.client_message_id,
+        metadata={**answer.metadata, "repair": note},
+        tool_calls=tuple(
+            NewToolCall(
+                _storable(call.tool_call_id),
+                _storable(call.title),
+                _storable(call.description),
+                None if call.response is None else _storable(call.response),
+                None if call.error is None else _storable(call.error),
+            )
+            for call in answer.tool_calls
+        ),
+    )
+
+
+def _storable(text: str) -> str:
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def answer_id(stream_id: uuid.UUID) -> uuid.UUID:
