@@ -15,6 +15,9 @@ old pages.
 
 A miss is filled once per process: concurrent readers of the same cold page
 wait for the first one's query (single-flight on an in-process future).
+Concurrent reads share one script call (:class:`~exobrain.auth.Batcher`),
+each answered by a call that started after it was asked: as fresh as a read
+of its own, which the invalidation order above needs.
 
 Redis is an optimisation, never a dependency. Each call has a short timeout;
 after a failure the cache is bypassed for ``retry`` seconds and reads go to
@@ -41,6 +44,7 @@ from typing import Literal
 import redis.asyncio as redis
 
 from exobrain.actors.journal import JournalChanged, Listener
+from exobrain.auth import Batcher
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +57,37 @@ _JITTER = 0.1
 #: Pages this process keeps in memory, so that a hit moves a token, not the page, from Redis.
 _LOCAL_BYTES = 64 * 1024 * 1024
 
-# KEYS[1] generation; ARGV: fresh token, page key prefix, page key suffix, generation TTL,
-# the generation of this process's copy. Returns {generation} when that copy is current,
-# else {generation, page or nil, page TTL in ms}.
+# KEYS: generations; ARGV: a fresh token, the generation TTL, then for each key a page name
+# and the generation of this process's copy of that page. Returns for each key {generation}
+# when that copy is current, else {generation, page or nil, page TTL in ms}.
 _READ = """
-local generation = redis.call('GET', KEYS[1])
-if not generation then
-    generation = ARGV[1]
-    redis.call('SET', KEYS[1], generation, 'EX', ARGV[4])
+local read = {}
+for i, key in ipairs(KEYS) do
+    local generation = redis.call('GET', key)
+    if not generation then
+        generation = ARGV[1]
+        redis.call('SET', key, generation, 'EX', ARGV[2])
+    end
+    if generation == ARGV[2 * i + 2] then
+        read[i] = {generation}
+    else
+        local page = key .. ':' .. generation .. ':' .. ARGV[2 * i + 1]
+        read[i] = {generation, redis.call('GET', page), redis.call('PTTL', page)}
+    end
 end
-if generation == ARGV[5] then
-    return {generation}
-end
-local page = ARGV[2] .. generation .. ARGV[3]
-return {generation, redis.call('GET', page), redis.call('PTTL', page)}
+return read
 """
+#: A page's generation key and name.
+_Slot = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A slot's current generation; ``fetched`` unless this process's copy is current: the
+    page stored under it (None: none) and that page's TTL in seconds."""
+
+    generation: bytes
+    fetched: tuple[bytes | None, float] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +152,7 @@ class JournalCache:
         self._retry = retry
         self._enabled = enabled
         self._read = client.register_script(_READ)
+        self._reads: Batcher[_Slot, _Read | None] = Batcher(self._read_round, default=None)
         self._filling: dict[str, asyncio.Future[bytes | None]] = {}  # single-flight
         self._local = _LocalPages(_LOCAL_BYTES)
         self._dirty: set[str] = set()  # generations whose renewal has not reached Redis
@@ -151,24 +172,16 @@ class JournalCache:
         slot = f"{generation_key}:{name}"
         try:
             async with asyncio.timeout(self._timeout):
-                generation, *fetched = await self._read(
-                    keys=[generation_key],
-                    args=[
-                        secrets.token_hex(8),
-                        f"{generation_key}:",
-                        f":{name}",
-                        _GENERATION_TTL,
-                        self._local.generation(slot),
-                    ],
-                )
+                read = await self._reads.get((generation_key, name))
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._failed("read", exc)
             return await load(), "bypass"
-        if not fetched and (copy := self._local.get(slot, generation)) is not None:
+        assert read is not None  # every slot asked is read
+        generation = read.generation
+        if read.fetched is None and (copy := self._local.get(slot, generation)) is not None:
             return copy, "hit"
-        if fetched and fetched[0] is not None:
-            cached, ttl_ms = fetched
-            self._local.put(slot, generation, cached, ttl_ms / 1000)
+        if read.fetched is not None and (cached := read.fetched[0]) is not None:
+            self._local.put(slot, generation, cached, read.fetched[1])
             return cached, "hit"
         return await self._fill(generation_key, name, generation, load), "miss"
 
@@ -191,6 +204,18 @@ class JournalCache:
                 await self.invalidate(event.journals)
 
         return on_change
+
+    async def _read_round(self, slots: list[_Slot]) -> dict[_Slot, _Read]:
+        """One script call for the slots of the reads asked since the last one started."""
+        args: list[str | int | bytes] = [secrets.token_hex(8), _GENERATION_TTL]
+        for generation_key, name in slots:
+            args += [name, self._local.generation(f"{generation_key}:{name}")]
+        async with asyncio.timeout(self._timeout):
+            read = await self._read(keys=[key for key, _ in slots], args=args)
+        return {
+            slot: _Read(generation, (fetched[0], fetched[1] / 1000) if fetched else None)
+            for slot, (generation, *fetched) in zip(slots, read, strict=True)
+        }
 
     async def _fill(
         self,
