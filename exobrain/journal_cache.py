@@ -91,9 +91,30 @@ class _Read:
 
 
 @dataclass(frozen=True, slots=True)
+class Page:
+    """A finished response body, and the cursor of the page after it ("": none).
+
+    Kept as it is written to the client, so that a hit sends it without a copy.
+    """
+
+    body: bytes
+    cursor: str = ""
+
+    def framed(self) -> bytes:
+        """As Redis holds it: the cursor, a newline, the body."""
+        return self.cursor.encode() + b"\n" + self.body
+
+    @classmethod
+    def unframed(cls, framed: bytes) -> Page:
+        # Compact JSON never holds a raw newline, so the first one ends the cursor.
+        cursor, _, body = framed.partition(b"\n")
+        return cls(body, cursor.decode())
+
+
+@dataclass(frozen=True, slots=True)
 class _Copy:
     generation: bytes
-    page: bytes
+    page: Page
     expires: float
 
 
@@ -115,21 +136,21 @@ class _LocalPages:
         copy = self._copies.get(slot)
         return b"" if copy is None or copy.expires <= time.monotonic() else copy.generation
 
-    def get(self, slot: str, generation: bytes) -> bytes | None:
+    def get(self, slot: str, generation: bytes) -> Page | None:
         copy = self._copies.get(slot)
         if copy is None or copy.generation != generation:
             return None
         self._copies.move_to_end(slot)
         return copy.page
 
-    def put(self, slot: str, generation: bytes, page: bytes, ttl: float) -> None:
+    def put(self, slot: str, generation: bytes, page: Page, ttl: float) -> None:
         if (old := self._copies.pop(slot, None)) is not None:
-            self._size -= len(old.page)
+            self._size -= len(old.page.body)
         self._copies[slot] = _Copy(generation, page, time.monotonic() + ttl)
-        self._size += len(page)
+        self._size += len(page.body)
         while self._size > self._capacity:
             _, evicted = self._copies.popitem(last=False)
-            self._size -= len(evicted.page)
+            self._size -= len(evicted.page.body)
 
 
 class JournalCache:
@@ -153,7 +174,7 @@ class JournalCache:
         self._enabled = enabled
         self._read = client.register_script(_READ)
         self._reads: Batcher[_Slot, _Read | None] = Batcher(self._read_round, default=None)
-        self._filling: dict[str, asyncio.Future[bytes | None]] = {}  # single-flight
+        self._filling: dict[str, asyncio.Future[Page | None]] = {}  # single-flight
         self._local = _LocalPages(_LOCAL_BYTES)
         self._dirty: set[str] = set()  # generations whose renewal has not reached Redis
         self._down_until = 0.0
@@ -163,16 +184,15 @@ class JournalCache:
         user_id: uuid.UUID,
         reference: str | None,
         name: str,
-        load: Callable[[], Awaitable[bytes | None]],
-    ) -> tuple[bytes | None, Outcome]:
+        load: Callable[[], Awaitable[Page | None]],
+    ) -> tuple[Page | None, Outcome]:
         """The page ``name`` from the cache, else from ``load`` (None is returned, not cached)."""
         if not self._enabled or not await self._drop_dirty():
             return await load(), "bypass"
         generation_key = self._generation_key(user_id, reference)
         slot = f"{generation_key}:{name}"
-        try:
-            async with asyncio.timeout(self._timeout):
-                read = await self._reads.get((generation_key, name))
+        try:  # bounded by the timeouts of the call in flight and of the next one, its own
+            read = await self._reads.get((generation_key, name))
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._failed("read", exc)
             return await load(), "bypass"
@@ -181,8 +201,9 @@ class JournalCache:
         if read.fetched is None and (copy := self._local.get(slot, generation)) is not None:
             return copy, "hit"
         if read.fetched is not None and (cached := read.fetched[0]) is not None:
-            self._local.put(slot, generation, cached, read.fetched[1])
-            return cached, "hit"
+            page = Page.unframed(cached)
+            self._local.put(slot, generation, page, read.fetched[1])
+            return page, "hit"
         return await self._fill(generation_key, name, generation, load), "miss"
 
     async def invalidate(self, journals: Iterable[tuple[uuid.UUID, str]]) -> None:
@@ -222,8 +243,8 @@ class JournalCache:
         generation_key: str,
         name: str,
         generation: bytes,
-        load: Callable[[], Awaitable[bytes | None]],
-    ) -> bytes | None:
+        load: Callable[[], Awaitable[Page | None]],
+    ) -> Page | None:
         """Load and store a missing page once, however many readers want it meanwhile.
 
         The load runs in a task of its own, so a reader that goes away does not
@@ -239,21 +260,21 @@ class JournalCache:
             filling.add_done_callback(lambda done: self._filled(key, done))
         return await asyncio.shield(filling)
 
-    def _filled(self, key: str, done: asyncio.Future[bytes | None]) -> None:
+    def _filled(self, key: str, done: asyncio.Future[Page | None]) -> None:
         del self._filling[key]
         if not done.cancelled():
             done.exception()  # retrieved here: a failure reaches every waiter, never the log
 
     async def _load_and_store(
-        self, key: str, slot: str, generation: bytes, load: Callable[[], Awaitable[bytes | None]]
-    ) -> bytes | None:
+        self, key: str, slot: str, generation: bytes, load: Callable[[], Awaitable[Page | None]]
+    ) -> Page | None:
         value = await load()
         if value is None:
             return None
         ttl = max(1, round(self._ttl * random.uniform(1 - _JITTER, 1 + _JITTER)))
         try:
             async with asyncio.timeout(self._timeout):
-                await self._client.set(key, value, ex=ttl)
+                await self._client.set(key, value.framed(), ex=ttl)
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._failed("write", exc)
         else:

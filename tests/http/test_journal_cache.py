@@ -16,7 +16,7 @@ from exobrain.config import Settings
 from exobrain.embedded import EmbeddedServer
 from exobrain.http.journal.routes import JOURNAL_CACHE
 from exobrain.http.resources import REDIS, SETTINGS
-from exobrain.journal_cache import JournalCache
+from exobrain.journal_cache import JournalCache, Page
 
 MESSAGES = f"/api/journal/{REFERENCE}/messages"
 
@@ -147,11 +147,11 @@ async def test_a_cold_page_under_load_is_loaded_once(alice: Reader) -> None:
     loads = 0
     release = asyncio.Event()
 
-    async def load() -> bytes:
+    async def load() -> Page:
         nonlocal loads
         loads += 1
         await release.wait()
-        return b"\n[]"
+        return Page(b"[]")
 
     readers = [
         asyncio.create_task(cache.page(alice.user_id, REFERENCE, "single-flight", load))
@@ -161,8 +161,8 @@ async def test_a_cold_page_under_load_is_loaded_once(alice: Reader) -> None:
     release.set()
     results = await asyncio.gather(*readers)
     assert loads == 1
-    assert {page for page, _ in results} == {b"\n[]"}
-    assert await cache.page(alice.user_id, REFERENCE, "single-flight", load) == (b"\n[]", "hit")
+    assert {page for page, _ in results} == {Page(b"[]")}
+    assert await cache.page(alice.user_id, REFERENCE, "single-flight", load) == (Page(b"[]"), "hit")
 
 
 async def test_a_lost_generation_never_revives_old_pages(alice: Reader) -> None:
@@ -256,9 +256,9 @@ async def test_invalidation_never_raises_when_redis_is_unreachable() -> None:
     try:
         await cache.invalidate([(uuid.uuid4(), REFERENCE)])
 
-        async def load() -> bytes:
-            return b"\n[]"
+        async def load() -> Page:
+            return Page(b"[]")
 
-        assert await cache.page(uuid.uuid4(), None, "entries", load) == (b"\n[]", "bypass")
+        assert await cache.page(uuid.uuid4(), None, "entries", load) == (Page(b"[]"), "bypass")
     finally:
         await client.aclose()
