@@ -115,6 +115,55 @@ async def test_concurrent_readers_and_writers_never_see_an_acknowledged_write_mi
         await asyncio.gather(*readers)
 
 
+async def test_a_hit_answers_the_misses_bytes_and_headers(alice: Reader) -> None:
+    await alice.write(REFERENCE, "one", "two", "three")
+    answers = []
+    for _ in range(2):
+        response = await alice.get(MESSAGES, limit=2)
+        answers.append((response.headers.copy(), await response.read()))
+    (miss, miss_body), (hit, hit_body) = answers
+    assert (miss["X-Cache"], hit["X-Cache"]) == ("miss", "hit")
+    assert hit_body == miss_body
+    for name in ("Content-Type", "Content-Length", "X-Next-Cursor"):
+        assert hit[name] == miss[name], name
+    assert miss["X-Next-Cursor"] == "2"
+
+    # Another process keeps no copy: it reads the page from Redis, the same.
+    app = alice.client.app
+    settings = app[SETTINGS]
+    elsewhere = JournalCache(
+        app[REDIS], prefix=settings.redis_key_prefix, ttl=60, timeout=1, retry=1
+    )
+
+    async def unreachable() -> Page:
+        raise AssertionError("a stored page was loaded again")
+
+    page, outcome = await elsewhere.page(alice.user_id, REFERENCE, "messages:2:", unreachable)
+    assert outcome == "hit"
+    assert page == Page(miss_body, "2")
+
+
+async def test_readers_sharing_a_round_each_get_their_own_pages(alice: Reader) -> None:
+    bob = await reader(alice.client)
+    await alice.write(REFERENCE, "alice's")
+    await bob.write(REFERENCE, "bob's")
+    await alice.write("2025/01/13", "alice's earlier")
+    reads = [
+        (who, reference)
+        for _ in range(10)
+        for who, reference in ((alice, REFERENCE), (bob, REFERENCE), (alice, "2025/01/13"))
+    ]
+    for _ in range(2):  # cold, then warm
+        seen = await asyncio.gather(
+            *(served(who, f"/api/journal/{reference}/messages") for who, reference in reads)
+        )
+        for (who, reference), (_, body) in zip(reads, seen, strict=True):
+            assert isinstance(body, list)
+            expected = {REFERENCE: "alice's", "2025/01/13": "alice's earlier"}[reference]
+            assert [m["content"] for m in body] == ["bob's" if who is bob else expected]
+    assert {outcome for outcome, _ in seen} == {"hit"}
+
+
 async def test_pages_live_under_the_key_prefix_with_a_jittered_ttl(
     aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
 ) -> None:
