@@ -15,6 +15,9 @@ old pages.
 
 A miss is filled once per process: concurrent readers of the same cold page
 wait for the first one's query (single-flight on an in-process future).
+Concurrent reads share one script call (:class:`~exobrain.auth.Batcher`),
+each answered by a call that started after it was asked: as fresh as a read
+of its own, which the invalidation order above needs.
 
 Redis is an optimisation, never a dependency. Each call has a short timeout;
 after a failure the cache is bypassed for ``retry`` seconds and reads go to
@@ -41,6 +44,7 @@ from typing import Literal
 import redis.asyncio as redis
 
 from exobrain.actors.journal import JournalChanged, Listener
+from exobrain.auth import Batcher
 
 log = logging.getLogger(__name__)
 
@@ -53,27 +57,64 @@ _JITTER = 0.1
 #: Pages this process keeps in memory, so that a hit moves a token, not the page, from Redis.
 _LOCAL_BYTES = 64 * 1024 * 1024
 
-# KEYS[1] generation; ARGV: fresh token, page key prefix, page key suffix, generation TTL,
-# the generation of this process's copy. Returns {generation} when that copy is current,
-# else {generation, page or nil, page TTL in ms}.
+# KEYS: generations; ARGV: a fresh token, the generation TTL, then for each key a page name
+# and the generation of this process's copy of that page. Returns for each key {generation}
+# when that copy is current, else {generation, page or nil, page TTL in ms}.
 _READ = """
-local generation = redis.call('GET', KEYS[1])
-if not generation then
-    generation = ARGV[1]
-    redis.call('SET', KEYS[1], generation, 'EX', ARGV[4])
+local read = {}
+for i, key in ipairs(KEYS) do
+    local generation = redis.call('GET', key)
+    if not generation then
+        generation = ARGV[1]
+        redis.call('SET', key, generation, 'EX', ARGV[2])
+    end
+    if generation == ARGV[2 * i + 2] then
+        read[i] = {generation}
+    else
+        local page = key .. ':' .. generation .. ':' .. ARGV[2 * i + 1]
+        read[i] = {generation, redis.call('GET', page), redis.call('PTTL', page)}
+    end
 end
-if generation == ARGV[5] then
-    return {generation}
-end
-local page = ARGV[2] .. generation .. ARGV[3]
-return {generation, redis.call('GET', page), redis.call('PTTL', page)}
+return read
 """
+#: A page's generation key and name.
+_Slot = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A slot's current generation; ``fetched`` unless this process's copy is current: the
+    page stored under it (None: none) and that page's TTL in seconds."""
+
+    generation: bytes
+    fetched: tuple[bytes | None, float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A finished response body, and the cursor of the page after it ("": none).
+
+    Kept as it is written to the client, so that a hit sends it without a copy.
+    """
+
+    body: bytes
+    cursor: str = ""
+
+    def framed(self) -> bytes:
+        """As Redis holds it: the cursor, a newline, the body."""
+        return self.cursor.encode() + b"\n" + self.body
+
+    @classmethod
+    def unframed(cls, framed: bytes) -> Page:
+        # Compact JSON never holds a raw newline, so the first one ends the cursor.
+        cursor, _, body = framed.partition(b"\n")
+        return cls(body, cursor.decode())
 
 
 @dataclass(frozen=True, slots=True)
 class _Copy:
     generation: bytes
-    page: bytes
+    page: Page
     expires: float
 
 
@@ -95,21 +136,21 @@ class _LocalPages:
         copy = self._copies.get(slot)
         return b"" if copy is None or copy.expires <= time.monotonic() else copy.generation
 
-    def get(self, slot: str, generation: bytes) -> bytes | None:
+    def get(self, slot: str, generation: bytes) -> Page | None:
         copy = self._copies.get(slot)
         if copy is None or copy.generation != generation:
             return None
         self._copies.move_to_end(slot)
         return copy.page
 
-    def put(self, slot: str, generation: bytes, page: bytes, ttl: float) -> None:
+    def put(self, slot: str, generation: bytes, page: Page, ttl: float) -> None:
         if (old := self._copies.pop(slot, None)) is not None:
-            self._size -= len(old.page)
+            self._size -= len(old.page.body)
         self._copies[slot] = _Copy(generation, page, time.monotonic() + ttl)
-        self._size += len(page)
+        self._size += len(page.body)
         while self._size > self._capacity:
             _, evicted = self._copies.popitem(last=False)
-            self._size -= len(evicted.page)
+            self._size -= len(evicted.page.body)
 
 
 class JournalCache:
@@ -132,7 +173,8 @@ class JournalCache:
         self._retry = retry
         self._enabled = enabled
         self._read = client.register_script(_READ)
-        self._filling: dict[str, asyncio.Future[bytes | None]] = {}  # single-flight
+        self._reads: Batcher[_Slot, _Read | None] = Batcher(self._read_round, default=None)
+        self._filling: dict[str, asyncio.Future[Page | None]] = {}  # single-flight
         self._local = _LocalPages(_LOCAL_BYTES)
         self._dirty: set[str] = set()  # generations whose renewal has not reached Redis
         self._down_until = 0.0
@@ -142,34 +184,26 @@ class JournalCache:
         user_id: uuid.UUID,
         reference: str | None,
         name: str,
-        load: Callable[[], Awaitable[bytes | None]],
-    ) -> tuple[bytes | None, Outcome]:
+        load: Callable[[], Awaitable[Page | None]],
+    ) -> tuple[Page | None, Outcome]:
         """The page ``name`` from the cache, else from ``load`` (None is returned, not cached)."""
         if not self._enabled or not await self._drop_dirty():
             return await load(), "bypass"
         generation_key = self._generation_key(user_id, reference)
         slot = f"{generation_key}:{name}"
-        try:
-            async with asyncio.timeout(self._timeout):
-                generation, *fetched = await self._read(
-                    keys=[generation_key],
-                    args=[
-                        secrets.token_hex(8),
-                        f"{generation_key}:",
-                        f":{name}",
-                        _GENERATION_TTL,
-                        self._local.generation(slot),
-                    ],
-                )
+        try:  # bounded by the timeouts of the call in flight and of the next one, its own
+            read = await self._reads.get((generation_key, name))
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._failed("read", exc)
             return await load(), "bypass"
-        if not fetched and (copy := self._local.get(slot, generation)) is not None:
+        assert read is not None  # every slot asked is read
+        generation = read.generation
+        if read.fetched is None and (copy := self._local.get(slot, generation)) is not None:
             return copy, "hit"
-        if fetched and fetched[0] is not None:
-            cached, ttl_ms = fetched
-            self._local.put(slot, generation, cached, ttl_ms / 1000)
-            return cached, "hit"
+        if read.fetched is not None and (cached := read.fetched[0]) is not None:
+            page = Page.unframed(cached)
+            self._local.put(slot, generation, page, read.fetched[1])
+            return page, "hit"
         return await self._fill(generation_key, name, generation, load), "miss"
 
     async def invalidate(self, journals: Iterable[tuple[uuid.UUID, str]]) -> None:
@@ -192,13 +226,25 @@ class JournalCache:
 
         return on_change
 
+    async def _read_round(self, slots: list[_Slot]) -> dict[_Slot, _Read]:
+        """One script call for the slots of the reads asked since the last one started."""
+        args: list[str | int | bytes] = [secrets.token_hex(8), _GENERATION_TTL]
+        for generation_key, name in slots:
+            args += [name, self._local.generation(f"{generation_key}:{name}")]
+        async with asyncio.timeout(self._timeout):
+            read = await self._read(keys=[key for key, _ in slots], args=args)
+        return {
+            slot: _Read(generation, (fetched[0], fetched[1] / 1000) if fetched else None)
+            for slot, (generation, *fetched) in zip(slots, read, strict=True)
+        }
+
     async def _fill(
         self,
         generation_key: str,
         name: str,
         generation: bytes,
-        load: Callable[[], Awaitable[bytes | None]],
-    ) -> bytes | None:
+        load: Callable[[], Awaitable[Page | None]],
+    ) -> Page | None:
         """Load and store a missing page once, however many readers want it meanwhile.
 
         The load runs in a task of its own, so a reader that goes away does not
@@ -214,21 +260,21 @@ class JournalCache:
             filling.add_done_callback(lambda done: self._filled(key, done))
         return await asyncio.shield(filling)
 
-    def _filled(self, key: str, done: asyncio.Future[bytes | None]) -> None:
+    def _filled(self, key: str, done: asyncio.Future[Page | None]) -> None:
         del self._filling[key]
         if not done.cancelled():
             done.exception()  # retrieved here: a failure reaches every waiter, never the log
 
     async def _load_and_store(
-        self, key: str, slot: str, generation: bytes, load: Callable[[], Awaitable[bytes | None]]
-    ) -> bytes | None:
+        self, key: str, slot: str, generation: bytes, load: Callable[[], Awaitable[Page | None]]
+    ) -> Page | None:
         value = await load()
         if value is None:
             return None
         ttl = max(1, round(self._ttl * random.uniform(1 - _JITTER, 1 + _JITTER)))
         try:
             async with asyncio.timeout(self._timeout):
-                await self._client.set(key, value, ex=ttl)
+                await self._client.set(key, value.framed(), ex=ttl)
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._failed("write", exc)
         else:

@@ -16,7 +16,7 @@ from exobrain.config import Settings
 from exobrain.embedded import EmbeddedServer
 from exobrain.http.journal.routes import JOURNAL_CACHE
 from exobrain.http.resources import REDIS, SETTINGS
-from exobrain.journal_cache import JournalCache
+from exobrain.journal_cache import JournalCache, Page
 
 MESSAGES = f"/api/journal/{REFERENCE}/messages"
 
@@ -115,6 +115,55 @@ async def test_concurrent_readers_and_writers_never_see_an_acknowledged_write_mi
         await asyncio.gather(*readers)
 
 
+async def test_a_hit_answers_the_misses_bytes_and_headers(alice: Reader) -> None:
+    await alice.write(REFERENCE, "one", "two", "three")
+    answers = []
+    for _ in range(2):
+        response = await alice.get(MESSAGES, limit=2)
+        answers.append((response.headers.copy(), await response.read()))
+    (miss, miss_body), (hit, hit_body) = answers
+    assert (miss["X-Cache"], hit["X-Cache"]) == ("miss", "hit")
+    assert hit_body == miss_body
+    for name in ("Content-Type", "Content-Length", "X-Next-Cursor"):
+        assert hit[name] == miss[name], name
+    assert miss["X-Next-Cursor"] == "2"
+
+    # Another process keeps no copy: it reads the page from Redis, the same.
+    app = alice.client.app
+    settings = app[SETTINGS]
+    elsewhere = JournalCache(
+        app[REDIS], prefix=settings.redis_key_prefix, ttl=60, timeout=1, retry=1
+    )
+
+    async def unreachable() -> Page:
+        raise AssertionError("a stored page was loaded again")
+
+    page, outcome = await elsewhere.page(alice.user_id, REFERENCE, "messages:2:", unreachable)
+    assert outcome == "hit"
+    assert page == Page(miss_body, "2")
+
+
+async def test_readers_sharing_a_round_each_get_their_own_pages(alice: Reader) -> None:
+    bob = await reader(alice.client)
+    await alice.write(REFERENCE, "alice's")
+    await bob.write(REFERENCE, "bob's")
+    await alice.write("2025/01/13", "alice's earlier")
+    reads = [
+        (who, reference)
+        for _ in range(10)
+        for who, reference in ((alice, REFERENCE), (bob, REFERENCE), (alice, "2025/01/13"))
+    ]
+    for _ in range(2):  # cold, then warm
+        seen = await asyncio.gather(
+            *(served(who, f"/api/journal/{reference}/messages") for who, reference in reads)
+        )
+        for (who, reference), (_, body) in zip(reads, seen, strict=True):
+            assert isinstance(body, list)
+            expected = {REFERENCE: "alice's", "2025/01/13": "alice's earlier"}[reference]
+            assert [m["content"] for m in body] == ["bob's" if who is bob else expected]
+    assert {outcome for outcome, _ in seen} == {"hit"}
+
+
 async def test_pages_live_under_the_key_prefix_with_a_jittered_ttl(
     aiohttp_client: AiohttpClient, make_settings: Callable[..., Settings]
 ) -> None:
@@ -147,11 +196,11 @@ async def test_a_cold_page_under_load_is_loaded_once(alice: Reader) -> None:
     loads = 0
     release = asyncio.Event()
 
-    async def load() -> bytes:
+    async def load() -> Page:
         nonlocal loads
         loads += 1
         await release.wait()
-        return b"\n[]"
+        return Page(b"[]")
 
     readers = [
         asyncio.create_task(cache.page(alice.user_id, REFERENCE, "single-flight", load))
@@ -161,8 +210,8 @@ async def test_a_cold_page_under_load_is_loaded_once(alice: Reader) -> None:
     release.set()
     results = await asyncio.gather(*readers)
     assert loads == 1
-    assert {page for page, _ in results} == {b"\n[]"}
-    assert await cache.page(alice.user_id, REFERENCE, "single-flight", load) == (b"\n[]", "hit")
+    assert {page for page, _ in results} == {Page(b"[]")}
+    assert await cache.page(alice.user_id, REFERENCE, "single-flight", load) == (Page(b"[]"), "hit")
 
 
 async def test_a_lost_generation_never_revives_old_pages(alice: Reader) -> None:
@@ -256,9 +305,9 @@ async def test_invalidation_never_raises_when_redis_is_unreachable() -> None:
     try:
         await cache.invalidate([(uuid.uuid4(), REFERENCE)])
 
-        async def load() -> bytes:
-            return b"\n[]"
+        async def load() -> Page:
+            return Page(b"[]")
 
-        assert await cache.page(uuid.uuid4(), None, "entries", load) == (b"\n[]", "bypass")
+        assert await cache.page(uuid.uuid4(), None, "entries", load) == (Page(b"[]"), "bypass")
     finally:
         await client.aclose()

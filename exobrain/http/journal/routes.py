@@ -27,7 +27,7 @@ from exobrain.http.contract import INVALID, USER, Header, Reply, operation
 from exobrain.http.errors import JsonError
 from exobrain.http.resources import PG_POOL, REDIS, SETTINGS, redact, redis_client
 from exobrain.http.validation import parse_path, parse_query
-from exobrain.journal_cache import JournalCache
+from exobrain.journal_cache import JournalCache, Page
 from exobrain.store import journal
 from exobrain.store.journal import Entry, Message, SearchHit
 from exobrain.store.journal_search import search_entries
@@ -129,7 +129,7 @@ async def entries(request: web.Request, principal: Principal) -> web.Response:
     query = parse_query(request, EntriesQuery)
     pool = request.app[PG_POOL]
 
-    async def load() -> bytes:
+    async def load() -> Page:
         found = await journal.list_entries(
             pool, principal.user_id, limit=query.limit + 1, before=query.cursor
         )
@@ -281,9 +281,9 @@ async def entry(request: web.Request, principal: Principal) -> web.Response:
 async def _entry(request: web.Request, user_id: uuid.UUID, reference: str) -> web.Response | None:
     pool = request.app[PG_POOL]
 
-    async def load() -> bytes | None:
+    async def load() -> Page | None:
         found = await journal.find_entry(pool, user_id, reference)
-        return None if found is None else _frame("", found)
+        return None if found is None else Page(formats.dumps(found))
 
     return await _cached(request, user_id, reference, "entry", load)
 
@@ -294,7 +294,7 @@ async def _messages(
     query = parse_query(request, MessagesQuery)
     pool = request.app[PG_POOL]
 
-    async def load() -> bytes | None:
+    async def load() -> Page | None:
         found = await journal.list_messages(
             pool, user_id, reference, limit=query.limit + 1, before=query.cursor
         )
@@ -309,29 +309,23 @@ async def _cached(
     user_id: uuid.UUID,
     reference: str | None,
     name: str,
-    load: Callable[[], Awaitable[bytes | None]],
+    load: Callable[[], Awaitable[Page | None]],
 ) -> web.Response | None:
-    """A framed page (cursor line, then JSON body) from the cache or ``load``; None: missing."""
+    """A page from the cache or ``load``; None: missing."""
     page, outcome = await request.app[JOURNAL_CACHE].page(user_id, reference, name, load)
     if page is None:
         return None
-    cursor, _, body = page.partition(b"\n")
-    response = _json(body)
+    response = _json(page.body)
     response.headers["X-Cache"] = outcome
-    if cursor:
-        response.headers[NEXT_CURSOR] = cursor.decode()
+    if page.cursor:
+        response.headers[NEXT_CURSOR] = page.cursor
     return response
 
 
-def _page(items: Sequence[T], limit: int, cursor_of: Callable[[T], str]) -> bytes:
+def _page(items: Sequence[T], limit: int, cursor_of: Callable[[T], str]) -> Page:
     """Up to ``limit`` of ``items`` (fetched with one extra to tell whether more exist)."""
     shown = items[:limit]
-    return _frame(cursor_of(shown[-1]) if len(items) > limit else "", shown)
-
-
-def _frame(cursor: str, body: object) -> bytes:
-    # Compact JSON never holds a raw newline, so the first one ends the cursor.
-    return cursor.encode() + b"\n" + formats.dumps(body)
+    return Page(formats.dumps(shown), cursor_of(shown[-1]) if len(items) > limit else "")
 
 
 def _json(body: bytes) -> web.Response:
