@@ -18,7 +18,9 @@ Client = TestClient[web.Request, web.Application]
 Event = tuple[str, dict[str, Any]]
 
 
-class User:
+class Writer:
+    """A signed-in user on an app, writing to its journals through the JournalActor."""
+
     def __init__(self, client: Client, headers: dict[str, str], user_id: uuid.UUID) -> None:
         self.client, self.headers, self.user_id = client, headers, user_id
 
@@ -27,6 +29,8 @@ class User:
         command = AppendMessages(self.user_id, reference, messages)
         await append(self.client.app[JOURNAL], command, timeout=10)
 
+
+class User(Writer):
     async def update(self) -> list[str]:
         """Ask for an update: the job ids."""
         response = await self.client.post("/api/knowledge/update", json={}, headers=self.headers)

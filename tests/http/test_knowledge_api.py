@@ -16,12 +16,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from auth_support import AiohttpClient, create_account, login_tokens
+from knowledge_support import Writer
 from orchestrator.support import JobsStream, Published, eventually, jobs_stream, orchestrator
 
-from exobrain.actors.journal import AppendMessages, NewMessage, append
 from exobrain.config import Settings
 from exobrain.http import create_app
-from exobrain.http.actors import JOURNAL
 from exobrain.http.resources import PG_POOL
 from exobrain.jobs import job_id_for
 
@@ -57,15 +56,7 @@ def knowledge_settings(
     return make
 
 
-class User:
-    def __init__(self, client: Client, headers: dict[str, str], user_id: uuid.UUID) -> None:
-        self.client, self.headers, self.user_id = client, headers, user_id
-
-    async def write(self, reference: str, *contents: str) -> None:
-        messages = tuple(NewMessage("user", content) for content in contents)
-        command = AppendMessages(self.user_id, reference, messages)
-        await append(self.client.app[JOURNAL], command, timeout=10)
-
+class User(Writer):
     async def update(self, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
         response = await self.client.post(UPDATE, json=body or {}, headers=self.headers)
         return response.status, await response.json()
