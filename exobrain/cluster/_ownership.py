@@ -120,7 +120,7 @@ class Ownership:
     async def run(self) -> None:
         """Heartbeat: renew, release the unneeded, drop the lost, adopt the orphaned."""
         interval = self._leases.ttl / 3
-        while True:
+        while not self.closing:  # a shutdown ends it even if a cancellation got lost
             await asyncio.sleep(interval)
             try:
                 await self._beat()

@@ -45,7 +45,7 @@ class LoopFuture(pykka.ThreadingFuture[T]):
     def __init__(self) -> None:
         super().__init__()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[T]]] = []
-        self._completed = False
+        self._completed = self._settling = False
         self._lock = threading.Lock()
 
     def set(self, value: Any | None = None) -> None:
@@ -56,12 +56,28 @@ class LoopFuture(pykka.ThreadingFuture[T]):
         super().set_exception(exc_info if exc_info is not None else sys.exc_info())
         self._wake()
 
+    def settle(self, outcome: T | BaseException) -> bool:
+        """Complete with ``outcome`` (an exception is raised to the waiters) unless some
+        thread already settled it: then False. For receipts two threads may complete."""
+        with self._lock:
+            if self._settling:
+                return False
+            self._settling = True
+        if isinstance(outcome, BaseException):
+            self.set_exception((type(outcome), outcome, outcome.__traceback__))
+        else:
+            self.set(outcome)
+        return True
+
     def _wake(self) -> None:
         with self._lock:
-            self._completed = True
+            self._completed = self._settling = True
             waiters, self._waiters = self._waiters, []
+        running = _running_loop()
         for loop, waiter in waiters:
-            if not loop.is_closed():
+            if loop is running:  # completed on the waiter's own loop: no hop
+                self._transfer(waiter)
+            elif not loop.is_closed():
                 loop.call_soon_threadsafe(self._transfer, waiter)
 
     def _transfer(self, waiter: asyncio.Future[T]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -11,7 +12,7 @@ import asyncpg
 import pytest
 import redis.asyncio as redis
 
-from exobrain.cluster import Leases
+from exobrain.cluster import Leases, Ownership
 from exobrain.store import migrate
 
 
@@ -85,3 +86,26 @@ async def test_a_release_by_another_instance_changes_nothing(
     again = await a.acquire(user)  # its own lease: taken again, re-fenced
     assert again is not None
     assert again.epoch == first.epoch + 1
+
+
+async def test_the_heartbeat_ends_at_shutdown_even_when_its_cancellation_is_lost(
+    stores: tuple[redis.Redis, asyncpg.Pool, str],
+) -> None:
+    client, pool, prefix = stores
+    leases = Leases(client, pool, key_prefix=prefix, instance_id="a", ttl=0.3)
+    ownership = Ownership(
+        leases, adopt=lambda user, epoch: asyncio.sleep(0), drop=lambda user: None
+    )
+    beating = asyncio.Event()
+
+    async def swallowing_beat() -> None:  # what a library below once did to a cancellation
+        beating.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(10)
+
+    ownership._beat = swallowing_beat  # type: ignore[method-assign]
+    heartbeat = asyncio.create_task(ownership.run())
+    await asyncio.wait_for(beating.wait(), 5)
+    ownership.closing = True
+    heartbeat.cancel()
+    await asyncio.wait_for(heartbeat, 5)  # the next beat is not waited for

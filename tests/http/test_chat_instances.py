@@ -7,6 +7,7 @@ instances of one deployment do. Killed processes are tests/cluster's.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -123,6 +124,19 @@ async def test_commands_for_a_user_owned_elsewhere_reach_the_owner(instances: In
     assert "chat_leases_acquired_total 1.0" in await metrics(a)
     assert "chat_leases_held 1.0" in await metrics(a)
     assert "chat_log_publish_seconds_count" in await metrics(a)
+
+
+async def test_the_owner_counts_the_rate_limit_wherever_the_messages_arrive(
+    instances: Instances,
+) -> None:
+    a, b = await instances(2, chat_rate_limit_per_minute=3)
+    _, headers = await signed_in(a)
+    if time.time() % 60 > 50:  # the count starts anew each minute: stay inside one
+        await asyncio.sleep(61 - time.time() % 60)
+    replies = [await send(client, headers, f"m{n}") for n, client in enumerate((a, b, a, b))]
+    assert [reply.status for reply in replies] == [200, 200, 200, 429]
+    assert (await replies[-1].json())["detail"] == "too many messages, slow down"
+    assert 1 <= int(replies[-1].headers["Retry-After"]) <= 60
 
 
 async def metrics(client: Client) -> str:

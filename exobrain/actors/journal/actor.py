@@ -29,11 +29,13 @@ from exobrain.metrics import Metrics
 from exobrain.supervision import LoopFuture, SupervisedActor, Supervision, run_on_loop
 
 from .messages import AppendMessages, Flush, JournalChanged, StoredMessage
-from .store import Outcome, write_batch
+from .store import write_batch
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[JournalChanged], Awaitable[None]]
+#: What an append's caller waits on: completed after COMMIT, from the loop.
+Receipt = LoopFuture[tuple[StoredMessage, ...]]
 
 
 class JournalActor(SupervisedActor):
@@ -57,13 +59,13 @@ class JournalActor(SupervisedActor):
         self._write_timeout = write_timeout
         self._metrics = metrics
         self._listeners = tuple(listeners)
-        self._pending: list[tuple[AppendMessages, LoopFuture[tuple[StoredMessage, ...]]]] = []
+        self._pending: list[tuple[AppendMessages, Receipt]] = []
         self._flush_queued = False
 
     def on_receive(self, message: Any) -> Any:
         match message:
             case AppendMessages():
-                receipt: LoopFuture[tuple[StoredMessage, ...]] = LoopFuture()
+                receipt: Receipt = LoopFuture()
                 self._pending.append((message, receipt))
                 if len(self._pending) >= self._max_batch:
                     self._flush()
@@ -97,23 +99,19 @@ class JournalActor(SupervisedActor):
         if not batch:
             return
         try:
-            outcomes = run_on_loop(
+            run_on_loop(
                 self._loop,
-                self._commit([command for command, _ in batch]),
+                self._commit(batch),
                 timeout=2 * self._write_timeout,  # the write's, then the listeners' own bounds
             )
-        except Exception as exc:  # the whole batch failed: every caller hears it
+        except Exception as exc:  # the whole batch failed: every caller still waiting hears it
             log.warning("journal batch of %d failed: %r", len(batch), exc)
             self._fail(batch, exc)
-            return
-        for (_, receipt), outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                receipt.set_exception((type(outcome), outcome, outcome.__traceback__))
-            else:
-                receipt.set(outcome)
 
-    async def _commit(self, commands: list[AppendMessages]) -> list[Outcome]:
-        """On the loop: write the batch, then announce it before any caller hears "saved"."""
+    async def _commit(self, batch: list[tuple[AppendMessages, Receipt]]) -> None:
+        """On the loop: write the batch, announce it, then answer its callers from here
+        (the writers wait on the loop or block on the receipt: neither needs this thread)."""
+        commands = [command for command, _ in batch]
         started = time.perf_counter()
         async with asyncio.timeout(self._write_timeout):
             outcomes = await write_batch(self._pool, commands)
@@ -131,12 +129,10 @@ class JournalActor(SupervisedActor):
                     await listener(event)
                 except Exception:
                     log.exception("journal listener %r failed", listener)
-        return outcomes
+        for (_, receipt), outcome in zip(batch, outcomes, strict=True):
+            receipt.settle(outcome)
 
     @staticmethod
-    def _fail(
-        batch: list[tuple[AppendMessages, LoopFuture[tuple[StoredMessage, ...]]]],
-        exc: BaseException,
-    ) -> None:
+    def _fail(batch: list[tuple[AppendMessages, Receipt]], exc: BaseException) -> None:
         for _, receipt in batch:
-            receipt.set_exception((type(exc), exc, exc.__traceback__))
+            receipt.settle(exc)

@@ -1,6 +1,7 @@
 """Chat sessions: one SessionActor per active user under a SessionManager."""
 
 from .actor import SessionActor, SessionLimits, stream_id_for, today
+from .directory import Running, SessionDirectory
 from .log import EventLog, Orphan
 from .manager import SessionManager, SessionsChanged
 from .messages import (
@@ -50,9 +51,11 @@ __all__ = [
     "Item",
     "NotOwner",
     "Orphan",
+    "Running",
     "RunningSession",
     "SendMessage",
     "SessionActor",
+    "SessionDirectory",
     "SessionEnded",
     "SessionFor",
     "SessionLimits",

@@ -29,6 +29,7 @@ from exobrain.supervision import ChildExited, SupervisedActor, Supervision
 from exobrain.supervision.messages import TakeSnapshot
 from exobrain.supervision.supervisor import mailbox_depth
 
+from .directory import Running
 from .messages import (
     Attach,
     AttachTo,
@@ -48,8 +49,8 @@ log = logging.getLogger(__name__)
 StartSession = Callable[
     [Supervision, uuid.UUID, int, bool, frozenset[Subscription]], pykka.ActorRef[Any]
 ]
-#: Told, from the manager's thread, when a user's session starts (True) or ends (False).
-SessionsChanged = Callable[[uuid.UUID, bool], None]
+#: Told, from the manager's thread, when a user's session starts (what runs) or ends (None).
+SessionsChanged = Callable[[uuid.UUID, Running | None], None]
 
 
 class SessionManager(SupervisedActor):
@@ -60,7 +61,7 @@ class SessionManager(SupervisedActor):
         supervision: Supervision,
         *,
         start_session: StartSession,
-        changed: SessionsChanged = lambda user_id, alive: None,
+        changed: SessionsChanged = lambda user_id, running: None,
     ) -> None:
         super().__init__(supervision)
         self._start_session = start_session
@@ -112,12 +113,12 @@ class SessionManager(SupervisedActor):
             return running[0]
         if running is not None:  # an older epoch's session: its writes would be refused
             running[0].stop(block=False)
-            self._changed(user_id, False)
+            self._changed(user_id, None)
         supervision = Supervision(str(user_id), self.actor_ref, self.supervision.tracker)
         attached = frozenset(self._attached.get(user_id, ()))
         ref = self._start_session(supervision, user_id, epoch, wanted.inherited, attached)
         self._sessions[user_id] = (ref, epoch)
-        self._changed(user_id, True)
+        self._changed(user_id, Running(ref, epoch))
         return ref
 
     def _running(self, message: RunningSession | DropSession) -> pykka.ActorRef[Any] | None:
@@ -128,7 +129,7 @@ class SessionManager(SupervisedActor):
         if isinstance(message, DropSession):
             del self._sessions[message.user_id]
             running[0].stop(block=False)
-            self._changed(message.user_id, False)
+            self._changed(message.user_id, None)
             return None
         return running[0] if running[0].is_alive() else None
 
@@ -144,7 +145,7 @@ class SessionManager(SupervisedActor):
         running = self._sessions.get(user_id)
         if running is not None and running[0].actor_urn == urn:
             del self._sessions[user_id]
-            self._changed(user_id, False)
+            self._changed(user_id, None)
         if crashed:
             self._crashes += 1
             log.warning("chat session of %s crashed; the next message starts a new one", user_id)
@@ -156,7 +157,7 @@ class SessionManager(SupervisedActor):
             with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
                 future.get(timeout=30)
         for user_id in self._sessions:
-            self._changed(user_id, False)
+            self._changed(user_id, None)
         self._sessions.clear()
         for attached in self._attached.values():
             for sink in attached:

@@ -23,7 +23,9 @@ from typing_extensions import TypedDict
 from exobrain.actors.session import (
     Agent,
     Item,
+    Running,
     SessionActor,
+    SessionDirectory,
     SessionEnded,
     SessionLimits,
     SessionManager,
@@ -55,6 +57,7 @@ from exobrain.http.validation import BIGINT, Params, parse_body, parse_headers
 from exobrain.supervision import ActorUnavailable, ChildSpec, Supervision, tell
 
 from . import sessions, streams
+from .rates import MessageRates
 from .sessions import ChatMessage, ChatRefused
 
 if TYPE_CHECKING:
@@ -139,6 +142,7 @@ async def chat_ctx(app: web.Application) -> AsyncIterator[None]:
     else:
         log.warning("web tools are off: set TAVILY_API_KEY or WEB_TOOLS_USE_MOCK=true")
     tools = build_tools(web_backend) if web_backend is not None else {}
+    app[sessions.RATES] = MessageRates(settings.chat_rate_limit_per_minute)
     app[CHAT] = ChatResources(
         model,
         tools,
@@ -197,8 +201,10 @@ def sessions_child(app: web.Application) -> ChildSpec:
             attached=attached,
         )
 
-    def changed(user_id: uuid.UUID, alive: bool) -> None:
-        loop.call_soon_threadsafe(cluster.ownership.session_changed, user_id, alive)
+    directory = app[sessions.DIRECTORY] = SessionDirectory(cluster.ownership.session_changed)
+
+    def changed(user_id: uuid.UUID, running: Running | None) -> None:
+        loop.call_soon_threadsafe(directory.update, user_id, running)
 
     return ChildSpec(
         "sessions",

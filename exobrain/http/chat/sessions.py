@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 from types import MappingProxyType
 from typing import Any
 
 import nats.errors
-import redis.asyncio as redis
 from aiohttp import hdrs, web
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
-from redis.exceptions import NoScriptError
 
 from exobrain.actors.session import (
     INTERRUPTED,
@@ -34,6 +30,7 @@ from exobrain.actors.session import (
     NotOwner,
     RunningSession,
     SendMessage,
+    SessionDirectory,
     SessionFor,
     StopSessions,
     StreamEvent,
@@ -49,12 +46,19 @@ from exobrain.cluster import (
 )
 from exobrain.http.actors import SESSIONS
 from exobrain.http.cluster import CLUSTER
-from exobrain.http.resources import PG_POOL, REDIS, SETTINGS
+from exobrain.http.resources import PG_POOL, SETTINGS
 from exobrain.http.validation import NonBlankText
 from exobrain.outages import RETRY_AFTER_SECONDS, outage_of
 from exobrain.supervision import ActorUnavailable, ask
 
+from .rates import MessageRates
+
 log = logging.getLogger(__name__)
+
+#: The sessions running here, as the loop knows them (set up with the SessionManager).
+DIRECTORY = web.AppKey("session_directory", SessionDirectory)
+#: The messages of the users owned here, counted per minute (CHAT_RATE_LIMIT_PER_MINUTE).
+RATES = web.AppKey("chat_rates", MessageRates)
 
 #: How long a loop → session request may take (the first includes storing the message).
 ASK_TIMEOUT = 15.0
@@ -68,15 +72,6 @@ _FORWARD_TIMEOUT = 2.0
 #: message before the log acknowledges its first entry), and how often it looks.
 LOG_PATIENCE = 0.5
 _LOG_POLL = 0.02
-
-#: Count a message in its minute's window: one atomic round trip (a MULTI pipeline costs
-#: four commands' parsing and showed as an eighth of the event loop's time per chat turn).
-_COUNT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], 61) end
-return count
-"""
-_COUNT_SHA = hashlib.sha1(_COUNT.encode(), usedforsecurity=False).hexdigest()
 
 
 class ChatMessage(BaseModel):
@@ -130,8 +125,8 @@ def _shutting_down() -> ChatRefused:
 
 
 async def send_message(app: web.Application, user_id: uuid.UUID, body: ChatMessage) -> Accepted:
-    """Rate-limit, then have the user's session store the message and queue its turn."""
-    await _rate_limit(app, user_id)
+    """Have the user's session (on its owner, rate-limited there) store the message and
+    queue its turn."""
     accepted: Accepted = await _on_owner(
         app, user_id, SendMessage(body.client_message_id, body.message)
     )
@@ -180,6 +175,8 @@ async def _on_owner(app: web.Application, user_id: uuid.UUID, command: Command) 
 
 async def _locally(app: web.Application, user_id: uuid.UUID, epoch: int, command: Command) -> Any:
     """Run ``command`` on this instance's session of the user (owned, at ``epoch``)."""
+    if isinstance(command, SendMessage) and (retry_after := app[RATES].count(user_id)):
+        raise ChatRefused(429, "rate_limited", "too many messages, slow down", retry_after)
     inherited = app[CLUSTER].ownership.inherited(user_id)
     session = await find_session(app, SessionFor(user_id, epoch, inherited))
     try:
@@ -204,6 +201,15 @@ async def _locally(app: web.Application, user_id: uuid.UUID, epoch: int, command
 
 
 async def find_session(app: web.Application, message: SessionFor | RunningSession) -> Any:
+    """The user's session here: straight from the loop's directory when it knows it runs
+    (the common case: no hop through the manager), else the manager's answer."""
+    epoch = (
+        message.epoch
+        if isinstance(message, SessionFor)
+        else app[CLUSTER].ownership.epoch(message.user_id)
+    )
+    if epoch is not None and (ref := app[DIRECTORY].find(message.user_id, epoch)) is not None:
+        return ref
     try:
         return await ask(app[SESSIONS].ref, message, timeout=ASK_TIMEOUT)
     except ActorUnavailable:
@@ -319,9 +325,12 @@ async def ownership_ctx(app: web.Application) -> AsyncIterator[None]:
     await cluster.commands.serve(lambda command: handle_forwarded(app, command))
     heartbeat = asyncio.create_task(cluster.ownership.run())
     yield
+    cluster.ownership.closing = True
     heartbeat.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await heartbeat
+    # Bounded: a cancellation swallowed somewhere below once hung shutdown for good.
+    await asyncio.wait([heartbeat], timeout=cluster.leases.ttl)
+    if not heartbeat.done():
+        log.warning("the lease heartbeat did not stop on time; leaving it")
 
 
 async def hand_off(app: web.Application) -> None:
@@ -333,26 +342,3 @@ async def hand_off(app: web.Application) -> None:
             app[SESSIONS].ref, StopSessions(), timeout=app[SETTINGS].actor_shutdown_timeout_seconds
         )
     await app[CLUSTER].ownership.release_all()
-
-
-async def _rate_limit(app: web.Application, user_id: uuid.UUID) -> None:
-    """At most CHAT_RATE_LIMIT_PER_MINUTE messages per user and minute (open if Redis is down)."""
-    settings, client = app[SETTINGS], app[REDIS]
-    window = int(time.time() // 60)
-    key = f"{settings.redis_key_prefix}chat-rate:{user_id}:{window}"
-    try:
-        count = await _count(client, key)
-    except redis.RedisError as exc:
-        log.warning("chat rate limit skipped, Redis unavailable: %s", exc)
-        return
-    if count > settings.chat_rate_limit_per_minute:
-        retry_after = 60 - int(time.time()) % 60
-        raise ChatRefused(429, "rate_limited", "too many messages, slow down", retry_after)
-
-
-async def _count(client: redis.Redis, key: str) -> int:
-    try:
-        count: int = await client.evalsha(_COUNT_SHA, 1, key)
-    except NoScriptError:  # a Redis that restarted or never saw the script
-        count = await client.eval(_COUNT, 1, key)
-    return count
