@@ -88,7 +88,7 @@ async def dispatch_stack(dsn: str) -> AsyncIterator[Stack]:
                     supervision,
                     pool=pool,
                     loop=loop,
-                    enqueue=enqueuer.enqueue,
+                    enqueue=enqueuer.enqueue_batch,
                     max_tokens=settings.knowledge_update_max_tokens,
                     enqueue_timeout=10.0,
                     resume_interval=60.0,

@@ -21,7 +21,9 @@ from .errors import InvalidJob
 
 KNOWLEDGE_UPDATE = "knowledge.update"
 ROLES = frozenset(("user", "assistant", "system", "tool"))
-_JOB_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+#: Dotted names in a job type, at most: the jobs stream lists one subject filter per depth.
+JOB_TYPE_DEPTH = 4
+_JOB_TYPE = re.compile(rf"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){{0,{JOB_TYPE_DEPTH - 1}}}$")
 _REFERENCE = re.compile(r"^\d{4}/\d{2}/\d{2}$")
 #: NATS header values: printable ASCII, no spaces, and short.
 _IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,128}$")
@@ -31,7 +33,10 @@ def validate(request: pb.EnqueueJobRequest, json_job_types: Collection[str] = ()
     """The payload to publish, or :class:`InvalidJob` naming the first problem found."""
     job_type = request.job_type
     if not _JOB_TYPE.match(job_type):
-        raise InvalidJob(f"job_type {job_type!r} is not a dotted lower-case name")
+        raise InvalidJob(
+            f"job_type {job_type!r} is not a dotted lower-case name"
+            f" of at most {JOB_TYPE_DEPTH} names"
+        )
     if job_type != KNOWLEDGE_UPDATE and job_type not in json_job_types:
         raise InvalidJob(f"unknown job_type {job_type!r}")
     if not request.user_id.strip():

@@ -32,7 +32,7 @@ from exobrain.actors.knowledge import (
 from exobrain.actors.knowledge import store as knowledge_store
 from exobrain.actors.knowledge.messages import ResumePending
 from exobrain.config import Settings
-from exobrain.jobs import Enqueue, InvalidJob, job_id_for
+from exobrain.jobs import EnqueueBatch, InvalidJob, job_id_for, one_at_a_time
 from exobrain.orchestrator import OrchestratorClient
 from exobrain.proto import job_orchestrator_pb2 as pb
 from exobrain.store import available_migrations, create_pool, migrate
@@ -79,7 +79,7 @@ async def client(settings: Settings) -> AsyncIterator[OrchestratorClient]:
         await target.close()
 
 
-async def start(pool: asyncpg.Pool, enqueue: Enqueue, **options: Any) -> ActorSystem:
+async def start(pool: asyncpg.Pool, enqueue: EnqueueBatch, **options: Any) -> ActorSystem:
     loop = asyncio.get_running_loop()
     spec = ChildSpec(
         "knowledge",
@@ -138,7 +138,7 @@ async def watermark(pool: asyncpg.Pool, user_id: uuid.UUID) -> int | None:
 
 async def outbox(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     return await pool.fetch(
-        "SELECT id, status, job_id, payload, message_ids FROM knowledge_dispatches"
+        "SELECT id, status, job_id, payload::json AS payload, message_ids FROM knowledge_dispatches"
         " ORDER BY created_at, position"
     )
 
@@ -168,7 +168,7 @@ async def test_an_update_enqueues_every_chunk_and_records_its_job(
     pool: asyncpg.Pool, client: OrchestratorClient, stream: JobsStream
 ) -> None:
     user_id = await journal(pool, 6)
-    system = await start(pool, client.enqueue)
+    system = await start(pool, client.enqueue_batch)
     handle = system.handle("knowledge")
     result = await request_update(handle, RequestUpdate(user_id), timeout=30)
     assert result.status == "queued"
@@ -189,7 +189,7 @@ async def test_a_crash_between_outbox_write_and_enqueue_loses_nothing(
     async def crash_before_enqueue(request: pb.EnqueueJobRequest) -> str:
         raise Crash("died before enqueueing")
 
-    system = await start(pool, crash_before_enqueue)
+    system = await start(pool, one_at_a_time(crash_before_enqueue))
     with pytest.raises(Crash):
         await request_update(system.handle("knowledge"), RequestUpdate(user_id), timeout=30)
     await stop(system)
@@ -198,7 +198,7 @@ async def test_a_crash_between_outbox_write_and_enqueue_loses_nothing(
     assert {row["status"] for row in rows} == {"pending"}
     assert await stream.published() == []
 
-    restarted = await start(pool, client.enqueue)  # resumes pending rows on start
+    restarted = await start(pool, client.enqueue_batch)  # resumes pending rows on start
 
     async def settled() -> bool:
         return {row["status"] for row in await outbox(pool)} == {"enqueued"}
@@ -222,14 +222,14 @@ async def test_a_crash_between_enqueue_and_outbox_update_enqueues_nothing_twice(
             raise Crash("died before recording the job ids")
         return job_id
 
-    system = await start(pool, crash_after_enqueue)
+    system = await start(pool, one_at_a_time(crash_after_enqueue))
     with pytest.raises(Crash):
         await request_update(system.handle("knowledge"), RequestUpdate(user_id), timeout=30)
     await stop(system)
     assert {row["status"] for row in await outbox(pool)} == {"pending"}
     assert len(await stream.published()) == crash_at  # in the stream, unknown to the outbox
 
-    restarted = await start(pool, client.enqueue)
+    restarted = await start(pool, client.enqueue_batch)
 
     async def settled() -> bool:
         return {row["status"] for row in await outbox(pool)} == {"enqueued"}
@@ -251,7 +251,7 @@ async def test_a_refused_job_is_recorded_as_failed_and_not_retried(
         calls.append(request.idempotency_key)
         raise InvalidJob("messages[0].role must be one of ...")
 
-    system = await start(pool, refuse)
+    system = await start(pool, one_at_a_time(refuse))
     result = await request_update(system.handle("knowledge"), RequestUpdate(user_id), timeout=30)
     assert result.status == "rejected"
     assert result.errors
@@ -283,7 +283,7 @@ async def test_updates_are_answered_while_the_orchestrator_does_not_answer(
         await release.wait()
         return await client.enqueue(request)
 
-    system = await start(pool, stalled)
+    system = await start(pool, one_at_a_time(stalled))
     handle = system.handle("knowledge")
     results = await asyncio.gather(
         *(request_update(handle, RequestUpdate(u), timeout=30, patience=0) for u in users)
@@ -325,7 +325,7 @@ async def test_messages_appended_while_an_update_runs_go_with_the_next_one(
             run_on_loop(loop, append(pool, user_id, 3), timeout=10)
         return estimate_tokens(text)
 
-    system = await start(pool, client.enqueue, estimate=append_between_selection_and_write)
+    system = await start(pool, client.enqueue_batch, estimate=append_between_selection_and_write)
     handle = system.handle("knowledge")
     assert (await request_update(handle, RequestUpdate(user_id), timeout=30)).status == "queued"
     assert await dispatched_sequences(pool) == [1, 2, 3, 4, 5, 6]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
+import orjson
 
 from exobrain.jobs import KNOWLEDGE_UPDATE, job_id_for
 from exobrain.jobs.records import record_enqueued, refuse
@@ -141,7 +142,7 @@ async def write(
             """
             INSERT INTO knowledge_dispatches (id, user_id, journal_reference, message_ids, part,
                                               position, payload, estimated_tokens)
-            VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
             """,
             [
                 (
@@ -173,7 +174,10 @@ async def pending(
         limit,
         list(besides),
     )
-    return [Dispatch(*row) for row in rows]
+    return [
+        Dispatch(row_id, user_id, reference, orjson.loads(payload))
+        for row_id, user_id, reference, payload in rows
+    ]
 
 
 async def record(pool: asyncpg.Pool, outcomes: Sequence[Outcome]) -> None:
