@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import nats
@@ -12,9 +13,13 @@ import pytest
 
 from exobrain.config import Settings
 from exobrain.jobs import EnqueueUnavailable, InvalidJob, JobPublisher, job_id_for, job_publisher
-from exobrain.orchestrator import JobOrchestratorService, OrchestratorClient, RunningOrchestrator
+from exobrain.orchestrator import (
+    SERVICE_NAME,
+    JobOrchestratorService,
+    OrchestratorClient,
+    RunningOrchestrator,
+)
 from exobrain.proto import job_orchestrator_pb2 as pb
-from exobrain.proto import job_orchestrator_pb2_grpc as pb_grpc
 
 from .support import JobsStream
 from .test_service import knowledge_request, message
@@ -36,18 +41,14 @@ async def publisher(jobs_settings: Settings) -> AsyncIterator[JobPublisher]:
     await connection.close()
 
 
-class _WithoutBatches(pb_grpc.JobOrchestratorServicer):
+def _without_batches(publisher: JobPublisher) -> grpc.GenericRpcHandler[Any, Any]:
     """An orchestrator from before ``EnqueueJobs`` (or the reference's): EnqueueJob only."""
-
-    def __init__(self, publisher: JobPublisher) -> None:
-        self._service = JobOrchestratorService(publisher)
-
-    async def EnqueueJob(
-        self,
-        request: pb.EnqueueJobRequest,
-        context: grpc.aio.ServicerContext[pb.EnqueueJobRequest, pb.EnqueueJobReply],
-    ) -> pb.EnqueueJobReply:
-        return await self._service.EnqueueJob(request, context)
+    enqueue = grpc.unary_unary_rpc_method_handler(
+        JobOrchestratorService(publisher).EnqueueJob,
+        request_deserializer=pb.EnqueueJobRequest.FromString,
+        response_serializer=pb.EnqueueJobReply.SerializeToString,
+    )
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, {"EnqueueJob": enqueue})
 
 
 async def test_a_batch_is_published_in_order_and_refuses_only_the_invalid_job(
@@ -73,7 +74,7 @@ async def test_an_orchestrator_without_batches_gets_the_jobs_one_at_a_time(
     publisher: JobPublisher, stream: JobsStream
 ) -> None:
     server = grpc.aio.server()
-    pb_grpc.add_JobOrchestratorServicer_to_server(_WithoutBatches(publisher), server)
+    server.add_generic_rpc_handlers((_without_batches(publisher),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     client = OrchestratorClient(f"127.0.0.1:{port}", deadline=5.0)
