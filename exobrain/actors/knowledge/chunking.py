@@ -15,7 +15,7 @@ import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -31,9 +31,12 @@ def estimate_tokens(text: str) -> int:
     return -(-len(text) // 4)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One uncommitted message, as selected: journal order, then sequence."""
+class Entry(NamedTuple):
+    """One uncommitted message, as selected: journal order, then sequence.
+
+    A tuple, not a dataclass: an update selects ~10,000 of them, and a tuple is
+    made several times faster.
+    """
 
     id: uuid.UUID
     journal_reference: str
