@@ -26,9 +26,13 @@ from exobrain.jobs import knowledge_message, knowledge_payload
 TokenEstimator = Callable[[str], int]
 
 
+#: The default estimator's characters per token.
+CHARS_PER_TOKEN = 4
+
+
 def estimate_tokens(text: str) -> int:
     """The default estimator: characters / 4, rounded up."""
-    return -(-len(text) // 4)
+    return -(-len(text) // CHARS_PER_TOKEN)
 
 
 class Entry(NamedTuple):
