@@ -67,6 +67,18 @@ class Selection:
     watermarks: list[Watermark]
 
 
+_OUTBOX_COLUMNS = (
+    "id",
+    "user_id",
+    "journal_reference",
+    "message_ids",
+    "part",
+    "position",
+    "payload",
+    "estimated_tokens",
+)
+
+
 class AlreadyDispatched(RuntimeError):
     """A concurrent dispatch moved a selected journal's watermark: select again."""
 
@@ -138,13 +150,10 @@ async def write(
         )
         if int(status.rpartition(" ")[2]) != len(watermarks):
             raise AlreadyDispatched(f"{user_id}: messages were dispatched concurrently")
-        await connection.executemany(
-            """
-            INSERT INTO knowledge_dispatches (id, user_id, journal_reference, message_ids, part,
-                                              position, payload, estimated_tokens)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-            """,
-            [
+        await connection.copy_records_to_table(  # one COPY: ~9 MB for 10,000 messages
+            "knowledge_dispatches",
+            columns=_OUTBOX_COLUMNS,
+            records=[
                 (
                     dispatch.id,
                     user_id,
