@@ -71,10 +71,15 @@ class BudgetTooSmall(ValueError):
 def runs(entries: Sequence[Entry]) -> Iterator[Sequence[Entry]]:
     """Consecutive messages of one journal; a gap in sequence (a committed message) ends a run."""
     start = 0
-    for index in range(1, len(entries) + 1):
-        if index == len(entries) or not _follows(entries[index - 1], entries[index]):
+    for index, (previous, entry) in enumerate(itertools.pairwise(entries), 1):
+        if (
+            entry.journal_reference != previous.journal_reference
+            or entry.sequence != previous.sequence + 1
+        ):
             yield entries[start:index]
             start = index
+    if entries:
+        yield entries[start:]
 
 
 def chunk(
@@ -90,13 +95,6 @@ def chunk(
         frame = _Frame(run[0].journal_reference, requested_by, budget, estimate)
         chunks.extend(frame.cut(run))
     return chunks
-
-
-def _follows(previous: Entry, entry: Entry) -> bool:
-    return (
-        entry.journal_reference == previous.journal_reference
-        and entry.sequence == previous.sequence + 1
-    )
 
 
 def _message(entry: Entry, content: str) -> dict[str, Any]:
@@ -134,8 +132,9 @@ class _Frame:
         return tokens <= self.budget
 
     def cut(self, run: Sequence[Entry]) -> Iterator[Chunk]:
-        messages = [_message(entry, entry.content) for entry in run]
-        fragments = [_fragment(message) for message in messages]
+        messages = [knowledge_message(e.role, e.content, e.sequence, e.created_at) for e in run]
+        dumps = orjson.dumps
+        fragments = [dumps(message).decode() for message in messages]
         # offsets[i]: the characters of fragments 0:i, a comma after each.
         offsets = [0, *itertools.accumulate(len(fragment) + 1 for fragment in fragments)]
         start = 0
