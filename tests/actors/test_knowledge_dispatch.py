@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -26,13 +26,21 @@ from exobrain.actors.knowledge import (
     KnowledgeDispatchActor,
     RequestUpdate,
     chunk,
+    enqueue,
     estimate_tokens,
     request_update,
 )
 from exobrain.actors.knowledge import store as knowledge_store
 from exobrain.actors.knowledge.messages import ResumePending
 from exobrain.config import Settings
-from exobrain.jobs import EnqueueBatch, InvalidJob, job_id_for, one_at_a_time
+from exobrain.jobs import (
+    EnqueueBatch,
+    Enqueued,
+    EnqueueUnavailable,
+    InvalidJob,
+    job_id_for,
+    one_at_a_time,
+)
 from exobrain.orchestrator import OrchestratorClient
 from exobrain.proto import job_orchestrator_pb2 as pb
 from exobrain.store import available_migrations, create_pool, migrate
@@ -267,6 +275,48 @@ async def test_a_refused_job_is_recorded_as_failed_and_not_retried(
     ]
     await stop(system)
     assert len(calls) == len(rows)
+
+
+async def test_a_job_not_taken_now_leaves_it_and_the_journals_later_jobs_pending(
+    pool: asyncpg.Pool, client: OrchestratorClient, stream: JobsStream
+) -> None:
+    """The second job of a batch is unavailable while the rest went out: it and every later
+    job stay pending, and the retry adds only what the stream lacks, in the order cut."""
+    user_id = await journal(pool, 6)
+
+    async def second_unavailable(requests: Sequence[pb.EnqueueJobRequest]) -> list[Enqueued]:
+        outcomes = await client.enqueue_batch([requests[0], *requests[2:]])
+        return [outcomes[0], EnqueueUnavailable("JetStream is away"), *outcomes[1:]]
+
+    system = await start(pool, second_unavailable)
+    result = await request_update(system.handle("knowledge"), RequestUpdate(user_id), timeout=30)
+    await stop(system)
+    assert result.status == "pending"
+    rows = await outbox(pool)
+    assert len(rows) > 2
+    assert [row["status"] for row in rows] == ["enqueued"] + ["pending"] * (len(rows) - 1)
+
+    restarted = await start(pool, client.enqueue_batch)
+
+    async def settled() -> bool:
+        return {row["status"] for row in await outbox(pool)} == {"enqueued"}
+
+    assert await eventually(settled)
+    await stop(restarted)
+    published = [job.msg_id for job in await stream.published()]
+    skipped = str(rows[1]["id"])
+    assert published == [str(row["id"]) for row in rows if str(row["id"]) != skipped] + [skipped]
+
+
+def test_a_journals_jobs_go_in_batches_of_at_most_batch_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    requests = [
+        pb.EnqueueJobRequest(job_type="knowledge.update", payload_json="x" * size)
+        for size in (40, 40, 40, 200, 10)
+    ]
+    monkeypatch.setattr(enqueue, "BATCH_BYTES", 2 * requests[0].ByteSize())  # two of the first
+    assert [list(batch) for batch in enqueue.batches(requests)] == [[0, 1], [2], [3], [4]]
 
 
 async def test_updates_are_answered_while_the_orchestrator_does_not_answer(
