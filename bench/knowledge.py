@@ -4,8 +4,10 @@ In-process (``--dsn``; NATS at ``$EXOBRAIN_NATS_URL``, default
 nats://127.0.0.1:4222): the KnowledgeDispatchActor as the service runs it,
 enqueueing through a real orchestrator on this event loop into a JetStream
 stream of the benchmark's own (deleted afterwards). Figures: wall time of the
-update request, jobs in the stream, and the largest job's estimated tokens; a
-job over budget or a message no job carries counts as an error.
+update request and this process's CPU time for it, jobs in the stream against
+the fewest any packing could use (:func:`fewest_jobs`), and the largest job's
+estimated tokens; a job over budget or a message no job carries counts as an
+error.
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ from nats.aio.client import Client as NatsClient
 from exobrain.actors.journal import AppendMessages, NewMessage
 from exobrain.actors.journal.store import write_batch
 from exobrain.actors.knowledge import (
+    Entry,
     KnowledgeDispatchActor,
     RequestUpdate,
     UpdateResult,
     estimate_tokens,
     request_update,
 )
+from exobrain.actors.knowledge.chunking import CHARS_PER_TOKEN
+from exobrain.actors.knowledge.store import uncommitted
 from exobrain.config import Settings, load_settings
+from exobrain.jobs import knowledge_message, knowledge_payload
 from exobrain.orchestrator import OrchestratorClient, start_orchestrator
 from exobrain.store import create_pool, migrate
 from exobrain.supervision import ActorSystem, ChildSpec, Intensity
@@ -88,7 +94,7 @@ async def dispatch_stack(dsn: str) -> AsyncIterator[Stack]:
                     supervision,
                     pool=pool,
                     loop=loop,
-                    enqueue=enqueuer.enqueue,
+                    enqueue=enqueuer.enqueue_batch,
                     max_tokens=settings.knowledge_update_max_tokens,
                     enqueue_timeout=10.0,
                     resume_interval=60.0,
@@ -118,17 +124,22 @@ async def knowledge(session: aiohttp.ClientSession, options: Options) -> list[Su
         budget = stack.settings.knowledge_update_max_tokens
         for round_ in range(1, ROUNDS + 1):
             user_id = await journals(stack.pool)
-            started = time.perf_counter()
+            selected = (await uncommitted(stack.pool, user_id, None)).entries
+            fewest = fewest_jobs(selected, budget, str(user_id))
+            started, cpu = time.perf_counter(), time.process_time()
             result = await stack.update(user_id)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             stream = stack.settings.job_stream_name
             tokens, carried = await _jobs(stack.client, stream, result.job_ids)
             over = sum(t > budget for t in tokens)
             missed = MESSAGES - carried
+            ratio = len(result.job_ids) / fewest
             print(
                 f"knowledge update round {round_}: {MESSAGES} messages in {JOURNALS} journals → "
-                f"{len(result.job_ids)} jobs ({result.status}), max {max(tokens)} tokens/job, "
-                f"{over} over budget, {missed} messages not carried, {seconds * 1000:.0f} ms"
+                f"{len(result.job_ids)} jobs ({result.status}; fewest possible {fewest}, "
+                f"ratio {ratio:.3f}), max {max(tokens)} tokens/job, {over} over budget, "
+                f"{missed} messages not carried, {seconds * 1000:.0f} ms "
+                f"(CPU {cpu * 1000:.0f} ms)"
             )
             results.append(
                 summarize(
@@ -137,6 +148,7 @@ async def knowledge(session: aiohttp.ClientSession, options: Options) -> list[Su
                     concurrency=1,
                     seconds=seconds,
                     errors=over + missed + (result.status != "queued"),
+                    notes={"fewest jobs": fewest, "jobs ratio": ratio, "cpu ms": cpu * 1000},
                 )
             )
     return results
@@ -160,6 +172,30 @@ async def journals(pool: asyncpg.Pool) -> uuid.UUID:
         )
         assert not isinstance(stored, Exception)
     return user_id
+
+
+def fewest_jobs(entries: list[Entry], budget: int, requested_by: str) -> int:
+    """A lower bound on the jobs any packing of ``entries`` into jobs of at most
+    ``budget`` tokens needs, in order or not, with the default estimator.
+
+    A job carries one journal: the payload's framing, then its messages' JSON
+    fragments with a comma between each, in at most ``budget * CHARS_PER_TOKEN``
+    characters. So each journal needs at least its fragments'
+    characters (and a comma each) over what a job holds besides its framing.
+    """
+    needed: dict[str, int] = {}
+    for entry in entries:
+        fragment = orjson.dumps(
+            knowledge_message(entry.role, entry.content, entry.sequence, entry.created_at)
+        )
+        needed[entry.journal_reference] = (
+            needed.get(entry.journal_reference, 0) + len(fragment.decode()) + 1
+        )
+    total = 0
+    for reference, characters in needed.items():
+        framing = len(orjson.dumps(knowledge_payload(reference, [], requested_by)).decode())
+        total += -(-characters // (budget * CHARS_PER_TOKEN - framing + 1))
+    return total
 
 
 def _text(rng: random.Random, length: int) -> str:

@@ -7,13 +7,23 @@ transport and nothing else: same validation, same envelope, same dedupe.
 
 from .envelope import envelope, job_id_for, knowledge_message, knowledge_payload, subject
 from .errors import EnqueueUnavailable, InvalidJob
-from .publisher import Enqueue, JobPublisher, job_publisher
+from .publisher import (
+    Enqueue,
+    EnqueueBatch,
+    Enqueued,
+    JobPublisher,
+    job_publisher,
+    one_at_a_time,
+    stream_subjects,
+)
 from .validation import KNOWLEDGE_UPDATE, validate
 
 __all__ = [
     "KNOWLEDGE_UPDATE",
     "Enqueue",
+    "EnqueueBatch",
     "EnqueueUnavailable",
+    "Enqueued",
     "InvalidJob",
     "JobPublisher",
     "envelope",
@@ -21,6 +31,8 @@ __all__ = [
     "job_publisher",
     "knowledge_message",
     "knowledge_payload",
+    "one_at_a_time",
+    "stream_subjects",
     "subject",
     "validate",
 ]

@@ -73,7 +73,7 @@ class JobStatus:
 
 
 def status_subject(prefix: str, job_id: str) -> str:
-    """Inside the jobs stream's ``<prefix>.>``: JetStream keeps these events too."""
+    """Under the jobs' prefix but outside the jobs stream's subjects: core NATS only."""
     return f"{prefix}.status.{job_id}"
 
 

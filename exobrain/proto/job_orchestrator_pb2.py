@@ -24,13 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%exobrain/proto/job_orchestrator.proto\x12\x1c\x65xobrain.job_orchestrator.v1\"\xc4\x01\n\x11\x45nqueueJobRequest\x12\x10\n\x08job_type\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12P\n\x10knowledge_update\x18\x03 \x01(\x0b\x32\x34.exobrain.job_orchestrator.v1.KnowledgeUpdatePayloadH\x00\x12\x16\n\x0cpayload_json\x18\x04 \x01(\tH\x00\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\tB\t\n\x07payload\"\x99\x01\n\x16KnowledgeUpdatePayload\x12\x19\n\x11journal_reference\x18\x01 \x01(\t\x12\x46\n\x08messages\x18\x02 \x03(\x0b\x32\x34.exobrain.job_orchestrator.v1.KnowledgeUpdateMessage\x12\x1c\n\x14requested_by_user_id\x18\x03 \x01(\t\"]\n\x16KnowledgeUpdateMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x12\n\ncreated_at\x18\x04 \x01(\t\"!\n\x0f\x45nqueueJobReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t2\x7f\n\x0fJobOrchestrator\x12l\n\nEnqueueJob\x12/.exobrain.job_orchestrator.v1.EnqueueJobRequest\x1a-.exobrain.job_orchestrator.v1.EnqueueJobReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%exobrain/proto/job_orchestrator.proto\x12\x1c\x65xobrain.job_orchestrator.v1\"\xc4\x01\n\x11\x45nqueueJobRequest\x12\x10\n\x08job_type\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12P\n\x10knowledge_update\x18\x03 \x01(\x0b\x32\x34.exobrain.job_orchestrator.v1.KnowledgeUpdatePayloadH\x00\x12\x16\n\x0cpayload_json\x18\x04 \x01(\tH\x00\x12\x17\n\x0fidempotency_key\x18\x05 \x01(\tB\t\n\x07payload\"\x99\x01\n\x16KnowledgeUpdatePayload\x12\x19\n\x11journal_reference\x18\x01 \x01(\t\x12\x46\n\x08messages\x18\x02 \x03(\x0b\x32\x34.exobrain.job_orchestrator.v1.KnowledgeUpdateMessage\x12\x1c\n\x14requested_by_user_id\x18\x03 \x01(\t\"]\n\x16KnowledgeUpdateMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x03\x12\x12\n\ncreated_at\x18\x04 \x01(\t\"!\n\x0f\x45nqueueJobReply\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"S\n\x12\x45nqueueJobsRequest\x12=\n\x04jobs\x18\x01 \x03(\x0b\x32/.exobrain.job_orchestrator.v1.EnqueueJobRequest\"U\n\x10\x45nqueueJobsReply\x12\x41\n\x08outcomes\x18\x01 \x03(\x0b\x32/.exobrain.job_orchestrator.v1.EnqueueJobOutcome\"m\n\x11\x45nqueueJobOutcome\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x39\n\x04\x63ode\x18\x02 \x01(\x0e\x32+.exobrain.job_orchestrator.v1.JobStatusCode\x12\r\n\x05\x65rror\x18\x03 \x01(\t*>\n\rJobStatusCode\x12\x06\n\x02OK\x10\x00\x12\x14\n\x10INVALID_ARGUMENT\x10\x03\x12\x0f\n\x0bUNAVAILABLE\x10\x0e\x32\xf0\x01\n\x0fJobOrchestrator\x12l\n\nEnqueueJob\x12/.exobrain.job_orchestrator.v1.EnqueueJobRequest\x1a-.exobrain.job_orchestrator.v1.EnqueueJobReply\x12o\n\x0b\x45nqueueJobs\x12\x30.exobrain.job_orchestrator.v1.EnqueueJobsRequest\x1a..exobrain.job_orchestrator.v1.EnqueueJobsReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'exobrain.proto.job_orchestrator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_JOBSTATUSCODE']._serialized_start=839
+  _globals['_JOBSTATUSCODE']._serialized_end=901
   _globals['_ENQUEUEJOBREQUEST']._serialized_start=72
   _globals['_ENQUEUEJOBREQUEST']._serialized_end=268
   _globals['_KNOWLEDGEUPDATEPAYLOAD']._serialized_start=271
@@ -39,6 +41,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KNOWLEDGEUPDATEMESSAGE']._serialized_end=519
   _globals['_ENQUEUEJOBREPLY']._serialized_start=521
   _globals['_ENQUEUEJOBREPLY']._serialized_end=554
-  _globals['_JOBORCHESTRATOR']._serialized_start=556
-  _globals['_JOBORCHESTRATOR']._serialized_end=683
+  _globals['_ENQUEUEJOBSREQUEST']._serialized_start=556
+  _globals['_ENQUEUEJOBSREQUEST']._serialized_end=639
+  _globals['_ENQUEUEJOBSREPLY']._serialized_start=641
+  _globals['_ENQUEUEJOBSREPLY']._serialized_end=726
+  _globals['_ENQUEUEJOBOUTCOME']._serialized_start=728
+  _globals['_ENQUEUEJOBOUTCOME']._serialized_end=837
+  _globals['_JOBORCHESTRATOR']._serialized_start=904
+  _globals['_JOBORCHESTRATOR']._serialized_end=1144
 # @@protoc_insertion_point(module_scope)

@@ -9,6 +9,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,24 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _JobStatusCode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobStatusCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobStatusCode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OK: _JobStatusCode.ValueType  # 0
+    INVALID_ARGUMENT: _JobStatusCode.ValueType  # 3
+    UNAVAILABLE: _JobStatusCode.ValueType  # 14
+
+class JobStatusCode(_JobStatusCode, metaclass=_JobStatusCodeEnumTypeWrapper):
+    """The gRPC status codes an outcome can carry, with their gRPC numbers."""
+
+OK: JobStatusCode.ValueType  # 0
+INVALID_ARGUMENT: JobStatusCode.ValueType  # 3
+UNAVAILABLE: JobStatusCode.ValueType  # 14
+Global___JobStatusCode: _TypeAlias = JobStatusCode  # noqa: Y015
 
 @_typing.final
 class EnqueueJobRequest(_message.Message):
@@ -129,3 +148,72 @@ class EnqueueJobReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EnqueueJobReply: _TypeAlias = EnqueueJobReply  # noqa: Y015
+
+@_typing.final
+class EnqueueJobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnqueueJobRequest]: ...
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[Global___EnqueueJobRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueJobsRequest: _TypeAlias = EnqueueJobsRequest  # noqa: Y015
+
+@_typing.final
+class EnqueueJobsReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnqueueJobOutcome]: ...
+    def __init__(
+        self,
+        *,
+        outcomes: _abc.Iterable[Global___EnqueueJobOutcome] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueJobsReply: _TypeAlias = EnqueueJobsReply  # noqa: Y015
+
+@_typing.final
+class EnqueueJobOutcome(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """Set when the job was enqueued (or had been, under its idempotency key)."""
+    code: Global___JobStatusCode.ValueType
+    """What EnqueueJob would have answered otherwise: INVALID_ARGUMENT (final)
+    or UNAVAILABLE (retry with the same key); OK with job_id.
+    """
+    error: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        code: Global___JobStatusCode.ValueType = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "error", b"error", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueJobOutcome: _TypeAlias = EnqueueJobOutcome  # noqa: Y015

@@ -39,6 +39,11 @@ class JobOrchestratorStub:
                 request_serializer=exobrain_dot_proto_dot_job__orchestrator__pb2.EnqueueJobRequest.SerializeToString,
                 response_deserializer=exobrain_dot_proto_dot_job__orchestrator__pb2.EnqueueJobReply.FromString,
                 _registered_method=True)
+        self.EnqueueJobs = channel.unary_unary(
+                '/exobrain.job_orchestrator.v1.JobOrchestrator/EnqueueJobs',
+                request_serializer=exobrain_dot_proto_dot_job__orchestrator__pb2.EnqueueJobsRequest.SerializeToString,
+                response_deserializer=exobrain_dot_proto_dot_job__orchestrator__pb2.EnqueueJobsReply.FromString,
+                _registered_method=True)
 
 
 class JobOrchestratorServicer:
@@ -52,6 +57,14 @@ class JobOrchestratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnqueueJobs(self, request, context):
+        """Addition: several jobs in one call, published in the order given, each
+        exactly as EnqueueJob would; one outcome per job, in that order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobOrchestratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +72,11 @@ def add_JobOrchestratorServicer_to_server(servicer, server):
                     servicer.EnqueueJob,
                     request_deserializer=exobrain_dot_proto_dot_job__orchestrator__pb2.EnqueueJobRequest.FromString,
                     response_serializer=exobrain_dot_proto_dot_job__orchestrator__pb2.EnqueueJobReply.SerializeToString,
+            ),
+            'EnqueueJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnqueueJobs,
+                    request_deserializer=exobrain_dot_proto_dot_job__orchestrator__pb2.EnqueueJobsRequest.FromString,
+                    response_serializer=exobrain_dot_proto_dot_job__orchestrator__pb2.EnqueueJobsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -88,6 +106,33 @@ class JobOrchestrator:
             '/exobrain.job_orchestrator.v1.JobOrchestrator/EnqueueJob',
             exobrain_dot_proto_dot_job__orchestrator__pb2.EnqueueJobRequest.SerializeToString,
             exobrain_dot_proto_dot_job__orchestrator__pb2.EnqueueJobReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/exobrain.job_orchestrator.v1.JobOrchestrator/EnqueueJobs',
+            exobrain_dot_proto_dot_job__orchestrator__pb2.EnqueueJobsRequest.SerializeToString,
+            exobrain_dot_proto_dot_job__orchestrator__pb2.EnqueueJobsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,10 @@ class JobOrchestratorStub:
     """Validate a job and publish it to JetStream subject jobs.<job_type>.requested.
     A repeated idempotency_key returns the first call's job_id and adds nothing.
     """
+    EnqueueJobs: _grpc.UnaryUnaryMultiCallable[_job_orchestrator_pb2.EnqueueJobsRequest, _job_orchestrator_pb2.EnqueueJobsReply]
+    """Addition: several jobs in one call, published in the order given, each
+    exactly as EnqueueJob would; one outcome per job, in that order.
+    """
 
 @_typing.type_check_only
 class JobOrchestratorAsyncStub(JobOrchestratorStub):
@@ -44,6 +48,10 @@ class JobOrchestratorAsyncStub(JobOrchestratorStub):
     EnqueueJob: _aio.UnaryUnaryMultiCallable[_job_orchestrator_pb2.EnqueueJobRequest, _job_orchestrator_pb2.EnqueueJobReply]  # type: ignore[assignment]
     """Validate a job and publish it to JetStream subject jobs.<job_type>.requested.
     A repeated idempotency_key returns the first call's job_id and adds nothing.
+    """
+    EnqueueJobs: _aio.UnaryUnaryMultiCallable[_job_orchestrator_pb2.EnqueueJobsRequest, _job_orchestrator_pb2.EnqueueJobsReply]  # type: ignore[assignment]
+    """Addition: several jobs in one call, published in the order given, each
+    exactly as EnqueueJob would; one outcome per job, in that order.
     """
 
 class JobOrchestratorServicer(metaclass=_abc_1.ABCMeta):
@@ -55,6 +63,16 @@ class JobOrchestratorServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_job_orchestrator_pb2.EnqueueJobReply, _abc.Awaitable[_job_orchestrator_pb2.EnqueueJobReply]]:
         """Validate a job and publish it to JetStream subject jobs.<job_type>.requested.
         A repeated idempotency_key returns the first call's job_id and adds nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def EnqueueJobs(
+        self,
+        request: _job_orchestrator_pb2.EnqueueJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_job_orchestrator_pb2.EnqueueJobsReply, _abc.Awaitable[_job_orchestrator_pb2.EnqueueJobsReply]]:
+        """Addition: several jobs in one call, published in the order given, each
+        exactly as EnqueueJob would; one outcome per job, in that order.
         """
 
 def add_JobOrchestratorServicer_to_server(servicer: JobOrchestratorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

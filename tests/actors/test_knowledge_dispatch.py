@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -26,13 +26,21 @@ from exobrain.actors.knowledge import (
     KnowledgeDispatchActor,
     RequestUpdate,
     chunk,
+    enqueue,
     estimate_tokens,
     request_update,
 )
 from exobrain.actors.knowledge import store as knowledge_store
 from exobrain.actors.knowledge.messages import ResumePending
 from exobrain.config import Settings
-from exobrain.jobs import Enqueue, InvalidJob, job_id_for
+from exobrain.jobs import (
+    EnqueueBatch,
+    Enqueued,
+    EnqueueUnavailable,
+    InvalidJob,
+    job_id_for,
+    one_at_a_time,
+)
 from exobrain.orchestrator import OrchestratorClient
 from exobrain.proto import job_orchestrator_pb2 as pb
 from exobrain.store import available_migrations, create_pool, migrate
@@ -79,7 +87,7 @@ async def client(settings: Settings) -> AsyncIterator[OrchestratorClient]:
         await target.close()
 
 
-async def start(pool: asyncpg.Pool, enqueue: Enqueue, **options: Any) -> ActorSystem:
+async def start(pool: asyncpg.Pool, enqueue: EnqueueBatch, **options: Any) -> ActorSystem:
     loop = asyncio.get_running_loop()
     spec = ChildSpec(
         "knowledge",
@@ -138,7 +146,7 @@ async def watermark(pool: asyncpg.Pool, user_id: uuid.UUID) -> int | None:
 
 async def outbox(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     return await pool.fetch(
-        "SELECT id, status, job_id, payload, message_ids FROM knowledge_dispatches"
+        "SELECT id, status, job_id, payload::json AS payload, message_ids FROM knowledge_dispatches"
         " ORDER BY created_at, position"
     )
 
@@ -168,7 +176,7 @@ async def test_an_update_enqueues_every_chunk_and_records_its_job(
     pool: asyncpg.Pool, client: OrchestratorClient, stream: JobsStream
 ) -> None:
     user_id = await journal(pool, 6)
-    system = await start(pool, client.enqueue)
+    system = await start(pool, client.enqueue_batch)
     handle = system.handle("knowledge")
     result = await request_update(handle, RequestUpdate(user_id), timeout=30)
     assert result.status == "queued"
@@ -189,7 +197,7 @@ async def test_a_crash_between_outbox_write_and_enqueue_loses_nothing(
     async def crash_before_enqueue(request: pb.EnqueueJobRequest) -> str:
         raise Crash("died before enqueueing")
 
-    system = await start(pool, crash_before_enqueue)
+    system = await start(pool, one_at_a_time(crash_before_enqueue))
     with pytest.raises(Crash):
         await request_update(system.handle("knowledge"), RequestUpdate(user_id), timeout=30)
     await stop(system)
@@ -198,7 +206,7 @@ async def test_a_crash_between_outbox_write_and_enqueue_loses_nothing(
     assert {row["status"] for row in rows} == {"pending"}
     assert await stream.published() == []
 
-    restarted = await start(pool, client.enqueue)  # resumes pending rows on start
+    restarted = await start(pool, client.enqueue_batch)  # resumes pending rows on start
 
     async def settled() -> bool:
         return {row["status"] for row in await outbox(pool)} == {"enqueued"}
@@ -222,14 +230,14 @@ async def test_a_crash_between_enqueue_and_outbox_update_enqueues_nothing_twice(
             raise Crash("died before recording the job ids")
         return job_id
 
-    system = await start(pool, crash_after_enqueue)
+    system = await start(pool, one_at_a_time(crash_after_enqueue))
     with pytest.raises(Crash):
         await request_update(system.handle("knowledge"), RequestUpdate(user_id), timeout=30)
     await stop(system)
     assert {row["status"] for row in await outbox(pool)} == {"pending"}
     assert len(await stream.published()) == crash_at  # in the stream, unknown to the outbox
 
-    restarted = await start(pool, client.enqueue)
+    restarted = await start(pool, client.enqueue_batch)
 
     async def settled() -> bool:
         return {row["status"] for row in await outbox(pool)} == {"enqueued"}
@@ -251,7 +259,7 @@ async def test_a_refused_job_is_recorded_as_failed_and_not_retried(
         calls.append(request.idempotency_key)
         raise InvalidJob("messages[0].role must be one of ...")
 
-    system = await start(pool, refuse)
+    system = await start(pool, one_at_a_time(refuse))
     result = await request_update(system.handle("knowledge"), RequestUpdate(user_id), timeout=30)
     assert result.status == "rejected"
     assert result.errors
@@ -269,6 +277,48 @@ async def test_a_refused_job_is_recorded_as_failed_and_not_retried(
     assert len(calls) == len(rows)
 
 
+async def test_a_job_not_taken_now_leaves_it_and_the_journals_later_jobs_pending(
+    pool: asyncpg.Pool, client: OrchestratorClient, stream: JobsStream
+) -> None:
+    """The second job of a batch is unavailable while the rest went out: it and every later
+    job stay pending, and the retry adds only what the stream lacks, in the order cut."""
+    user_id = await journal(pool, 6)
+
+    async def second_unavailable(requests: Sequence[pb.EnqueueJobRequest]) -> list[Enqueued]:
+        outcomes = await client.enqueue_batch([requests[0], *requests[2:]])
+        return [outcomes[0], EnqueueUnavailable("JetStream is away"), *outcomes[1:]]
+
+    system = await start(pool, second_unavailable)
+    result = await request_update(system.handle("knowledge"), RequestUpdate(user_id), timeout=30)
+    await stop(system)
+    assert result.status == "pending"
+    rows = await outbox(pool)
+    assert len(rows) > 2
+    assert [row["status"] for row in rows] == ["enqueued"] + ["pending"] * (len(rows) - 1)
+
+    restarted = await start(pool, client.enqueue_batch)
+
+    async def settled() -> bool:
+        return {row["status"] for row in await outbox(pool)} == {"enqueued"}
+
+    assert await eventually(settled)
+    await stop(restarted)
+    published = [job.msg_id for job in await stream.published()]
+    skipped = str(rows[1]["id"])
+    assert published == [str(row["id"]) for row in rows if str(row["id"]) != skipped] + [skipped]
+
+
+def test_a_journals_jobs_go_in_batches_of_at_most_batch_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    requests = [
+        pb.EnqueueJobRequest(job_type="knowledge.update", payload_json="x" * size)
+        for size in (40, 40, 40, 200, 10)
+    ]
+    monkeypatch.setattr(enqueue, "BATCH_BYTES", 2 * requests[0].ByteSize())  # two of the first
+    assert [list(batch) for batch in enqueue.batches(requests)] == [[0, 1], [2], [3], [4]]
+
+
 async def test_updates_are_answered_while_the_orchestrator_does_not_answer(
     pool: asyncpg.Pool, client: OrchestratorClient, stream: JobsStream
 ) -> None:
@@ -283,7 +333,7 @@ async def test_updates_are_answered_while_the_orchestrator_does_not_answer(
         await release.wait()
         return await client.enqueue(request)
 
-    system = await start(pool, stalled)
+    system = await start(pool, one_at_a_time(stalled))
     handle = system.handle("knowledge")
     results = await asyncio.gather(
         *(request_update(handle, RequestUpdate(u), timeout=30, patience=0) for u in users)
@@ -325,7 +375,7 @@ async def test_messages_appended_while_an_update_runs_go_with_the_next_one(
             run_on_loop(loop, append(pool, user_id, 3), timeout=10)
         return estimate_tokens(text)
 
-    system = await start(pool, client.enqueue, estimate=append_between_selection_and_write)
+    system = await start(pool, client.enqueue_batch, estimate=append_between_selection_and_write)
     handle = system.handle("knowledge")
     assert (await request_update(handle, RequestUpdate(user_id), timeout=30)).status == "queued"
     assert await dispatched_sequences(pool) == [1, 2, 3, 4, 5, 6]

@@ -63,8 +63,9 @@ class User(Writer):
 
     async def rows(self) -> list[dict[str, Any]]:
         rows = await self.client.app[PG_POOL].fetch(
-            "SELECT id, journal_reference, part, status, job_id, message_ids, payload"
-            " FROM knowledge_dispatches WHERE user_id = $1 ORDER BY created_at, position",
+            "SELECT id, journal_reference, part, status, job_id, message_ids,"
+            " payload::json AS payload FROM knowledge_dispatches"
+            " WHERE user_id = $1 ORDER BY created_at, position",
             self.user_id,
         )
         return [dict(row) for row in rows]

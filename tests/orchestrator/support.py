@@ -56,7 +56,10 @@ class JobsStream:
             if not state.messages:
                 return found
             for sequence in range(state.first_seq, state.last_seq + 1):
-                message = await jetstream.get_msg(self.name, sequence)
+                try:
+                    message = await jetstream.get_msg(self.name, sequence)
+                except NotFoundError:  # purged or deleted
+                    continue
                 headers = message.headers or {}
                 assert message.subject is not None
                 assert message.data is not None

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from exobrain.config import Settings
-from exobrain.jobs import EnqueueUnavailable, InvalidJob, job_id_for
+from exobrain.jobs import EnqueueUnavailable, InvalidJob, job_id_for, stream_subjects
 from exobrain.orchestrator import SERVICE_NAME, OrchestratorClient, RunningOrchestrator
 from exobrain.proto import job_orchestrator_pb2 as pb
 
@@ -182,16 +182,15 @@ async def test_health_reports_serving_until_shutdown(running: RunningOrchestrato
     await client.close()
 
 
-async def test_the_stream_is_created_with_a_duplicate_window(
+async def test_a_second_orchestrator_uses_the_existing_stream(
     running: RunningOrchestrator, stream: JobsStream, jobs_settings: Settings
 ) -> None:
+    async with orchestrator(jobs_settings):
+        pass
     client = await nats.connect(stream.nats_url)
     info = await client.jetstream().stream_info(stream.name)
     await client.close()
-    assert info.config.subjects == [f"{stream.prefix}.>"]
-    assert info.config.duplicate_window == jobs_settings.job_stream_duplicate_window_seconds
-    async with orchestrator(jobs_settings):  # a second orchestrator uses the existing stream
-        pass
+    assert info.config.subjects == stream_subjects(stream.prefix)
 
 
 async def test_the_client_retries_until_the_orchestrator_comes_up(

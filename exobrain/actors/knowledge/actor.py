@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import asyncpg
 import pykka
 
-from exobrain.jobs import Enqueue
+from exobrain.jobs import EnqueueBatch
 from exobrain.supervision import LoopFuture, SupervisedActor, Supervision, run_on_loop
 
 from . import store
@@ -60,7 +60,7 @@ class KnowledgeDispatchActor(SupervisedActor):
         *,
         pool: asyncpg.Pool,
         loop: asyncio.AbstractEventLoop,
-        enqueue: Enqueue,
+        enqueue: EnqueueBatch,
         max_tokens: int,
         enqueue_timeout: float,
         resume_interval: float,

@@ -15,7 +15,7 @@ import math
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -26,14 +26,21 @@ from exobrain.jobs import knowledge_message, knowledge_payload
 TokenEstimator = Callable[[str], int]
 
 
+#: The default estimator's characters per token.
+CHARS_PER_TOKEN = 4
+
+
 def estimate_tokens(text: str) -> int:
     """The default estimator: characters / 4, rounded up."""
-    return -(-len(text) // 4)
+    return -(-len(text) // CHARS_PER_TOKEN)
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One uncommitted message, as selected: journal order, then sequence."""
+class Entry(NamedTuple):
+    """One uncommitted message, as selected: journal order, then sequence.
+
+    A tuple, not a dataclass: an update selects ~10,000 of them, and a tuple is
+    made several times faster.
+    """
 
     id: uuid.UUID
     journal_reference: str
@@ -64,10 +71,15 @@ class BudgetTooSmall(ValueError):
 def runs(entries: Sequence[Entry]) -> Iterator[Sequence[Entry]]:
     """Consecutive messages of one journal; a gap in sequence (a committed message) ends a run."""
     start = 0
-    for index in range(1, len(entries) + 1):
-        if index == len(entries) or not _follows(entries[index - 1], entries[index]):
+    for index, (previous, entry) in enumerate(itertools.pairwise(entries), 1):
+        if (
+            entry.journal_reference != previous.journal_reference
+            or entry.sequence != previous.sequence + 1
+        ):
             yield entries[start:index]
             start = index
+    if entries:
+        yield entries[start:]
 
 
 def chunk(
@@ -83,13 +95,6 @@ def chunk(
         frame = _Frame(run[0].journal_reference, requested_by, budget, estimate)
         chunks.extend(frame.cut(run))
     return chunks
-
-
-def _follows(previous: Entry, entry: Entry) -> bool:
-    return (
-        entry.journal_reference == previous.journal_reference
-        and entry.sequence == previous.sequence + 1
-    )
 
 
 def _message(entry: Entry, content: str) -> dict[str, Any]:
@@ -127,8 +132,9 @@ class _Frame:
         return tokens <= self.budget
 
     def cut(self, run: Sequence[Entry]) -> Iterator[Chunk]:
-        messages = [_message(entry, entry.content) for entry in run]
-        fragments = [_fragment(message) for message in messages]
+        messages = [knowledge_message(e.role, e.content, e.sequence, e.created_at) for e in run]
+        dumps = orjson.dumps
+        fragments = [dumps(message).decode() for message in messages]
         # offsets[i]: the characters of fragments 0:i, a comma after each.
         offsets = [0, *itertools.accumulate(len(fragment) + 1 for fragment in fragments)]
         start = 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
+import orjson
 
 from exobrain.jobs import KNOWLEDGE_UPDATE, job_id_for
 from exobrain.jobs.records import record_enqueued, refuse
@@ -64,6 +65,18 @@ class Selection:
 
     entries: list[Entry]
     watermarks: list[Watermark]
+
+
+_OUTBOX_COLUMNS = (
+    "id",
+    "user_id",
+    "journal_reference",
+    "message_ids",
+    "part",
+    "position",
+    "payload",
+    "estimated_tokens",
+)
 
 
 class AlreadyDispatched(RuntimeError):
@@ -137,13 +150,10 @@ async def write(
         )
         if int(status.rpartition(" ")[2]) != len(watermarks):
             raise AlreadyDispatched(f"{user_id}: messages were dispatched concurrently")
-        await connection.executemany(
-            """
-            INSERT INTO knowledge_dispatches (id, user_id, journal_reference, message_ids, part,
-                                              position, payload, estimated_tokens)
-            VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8)
-            """,
-            [
+        await connection.copy_records_to_table(  # one COPY: ~9 MB for 10,000 messages
+            "knowledge_dispatches",
+            columns=_OUTBOX_COLUMNS,
+            records=[
                 (
                     dispatch.id,
                     user_id,
@@ -173,7 +183,10 @@ async def pending(
         limit,
         list(besides),
     )
-    return [Dispatch(*row) for row in rows]
+    return [
+        Dispatch(row_id, user_id, reference, orjson.loads(payload))
+        for row_id, user_id, reference, payload in rows
+    ]
 
 
 async def record(pool: asyncpg.Pool, outcomes: Sequence[Outcome]) -> None:

@@ -36,7 +36,7 @@ from exobrain.http.health import READINESS
 from exobrain.http.journal.params import Reference
 from exobrain.http.resources import NATS, PG_POOL, SETTINGS
 from exobrain.http.validation import parse_body
-from exobrain.jobs import Enqueue, job_publisher
+from exobrain.jobs import EnqueueBatch, job_publisher
 from exobrain.orchestrator import OrchestratorClient, start_orchestrator
 from exobrain.outages import DependencyUnavailable
 from exobrain.supervision import ActorUnavailable, ChildSpec
@@ -45,7 +45,7 @@ from . import jobs
 
 log = logging.getLogger(__name__)
 
-ENQUEUE: web.AppKey[Enqueue] = web.AppKey("knowledge_enqueue")
+ENQUEUE: web.AppKey[EnqueueBatch] = web.AppKey("knowledge_enqueue")
 #: Where the in-process orchestrator listens, when there is one.
 ORCHESTRATOR_TARGET = web.AppKey("orchestrator_target", str)
 #: Outbox rows listed by ``GET /api/knowledge/updates``.
@@ -119,12 +119,12 @@ async def enqueue_ctx(app: web.Application) -> AsyncIterator[None]:
         publisher = job_publisher(app[NATS], settings)
         await publisher.ensure_stream()
         log.info("knowledge updates publish to JetStream directly (legacy producer path)")
-        app[ENQUEUE] = publisher.enqueue
+        app[ENQUEUE] = publisher.enqueue_batch
         yield
         return
     target = app.get(ORCHESTRATOR_TARGET, settings.job_orchestrator_grpc_target)
     client = OrchestratorClient(target, deadline=settings.job_orchestrator_connect_timeout_seconds)
-    app[ENQUEUE] = client.enqueue
+    app[ENQUEUE] = client.enqueue_batch
     app[READINESS].add("orchestrator", client.check)
     yield
     app[READINESS].remove("orchestrator")
