@@ -11,7 +11,7 @@ checked on every request. Expiry is per key; a miss goes to the batched lookup.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from .batching import Batcher
@@ -23,25 +23,28 @@ V = TypeVar("V")
 class Recent(Generic[K, V]):
     """``lookup``'s answers, each reused for ``ttl`` seconds; at most ``capacity`` kept."""
 
-    def __init__(self, lookup: Batcher[K, V], ttl: float, capacity: int = 10_000) -> None:
+    def __init__(
+        self,
+        lookup: Batcher[K, V],
+        ttl: float,
+        capacity: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lookup = lookup
         self._ttl = ttl
         self._capacity = capacity
+        self._clock = clock
         self._answers: dict[K, tuple[V, float]] = {}  # key → answer, read before this time
 
     async def get(self, key: K) -> V:
         """The answer to ``key`` from a lookup that started at most ``ttl`` seconds ago."""
         answer = self._answers.get(key)
-        if answer is not None and time.monotonic() < answer[1]:
+        if answer is not None and self._clock() < answer[1]:
             return answer[0]
-        started = time.monotonic()
+        started = self._clock()
         value = await self._lookup.get(key)
         self._answers.pop(key, None)
         if len(self._answers) >= self._capacity:
             del self._answers[next(iter(self._answers))]  # the oldest
         self._answers[key] = (value, started + self._ttl)
         return value
-
-    def forget(self, key: K) -> None:
-        """Look ``key`` up afresh next time (this process changed it)."""
-        self._answers.pop(key, None)
