@@ -118,15 +118,19 @@ async def journal_api(session: aiohttp.ClientSession, options: Options) -> list[
     return [replace(result, name=f"journal_messages cache={cache}")]
 
 
-class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection: a request at a time, its answer by Content-Length."""
+class _Connection(asyncio.BufferedProtocol):
+    """One keep-alive HTTP/1.1 connection: a request at a time, its answer by Content-Length.
+
+    The socket is read straight into one buffer; the body is copied out once.
+    """
 
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
-        self._buffer = bytearray()
-        self._head = -1  # where the body starts, once the head is in
-        self._end = -1
-        self._head_text = b""
+        self._buffer = bytearray(1 << 18)
+        self._view = memoryview(self._buffer)
+        self._filled = 0
+        self._head = b""
+        self._start = self._end = -1  # where the body starts and ends, once the head is in
         self._answer: asyncio.Future[tuple[bytes, bytes]] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -136,19 +140,26 @@ class _Connection(asyncio.Protocol):
         if self._answer is not None and not self._answer.done():
             self._answer.set_exception(exc or ConnectionResetError("closed by the server"))
 
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        if self._head < 0:
-            if (blank := self._buffer.find(b"\r\n\r\n")) < 0:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._filled == len(self._view):  # a larger answer: a buffer twice the size
+            grown = bytearray(2 * len(self._buffer))
+            grown[: self._filled] = self._buffer
+            self._buffer, self._view = grown, memoryview(grown)
+        return self._view[self._filled :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._filled += nbytes
+        if self._end < 0:
+            if (blank := self._buffer.find(b"\r\n\r\n", 0, self._filled)) < 0:
                 return
-            self._head, self._head_text = blank + 4, bytes(self._buffer[:blank]).lower()
-            length = self._head_text.partition(b"content-length:")[2].partition(b"\r\n")[0]
-            self._end = self._head + int(length)
-        if len(self._buffer) >= self._end and self._answer is not None:
-            body = bytes(self._buffer[self._head : self._end])
-            del self._buffer[: self._end]
-            self._head = -1
-            self._answer.set_result((self._head_text, body))
+            self._head = bytes(self._view[:blank]).lower()
+            length = self._head.partition(b"content-length:")[2].partition(b"\r\n")[0]
+            self._start = blank + 4
+            self._end = self._start + int(length)
+        if self._filled >= self._end and self._answer is not None:
+            body = self._view[self._start : self._end].tobytes()
+            self._filled, self._start, self._end = 0, -1, -1
+            self._answer.set_result((self._head, body))
 
     def close(self) -> None:
         if self._transport is not None:
