@@ -19,6 +19,11 @@ Concurrent reads share one script call (:class:`~exobrain.auth.Batcher`),
 each answered by a call that started after it was asked: as fresh as a read
 of its own, which the invalidation order above needs.
 
+On the Redis that holds logins and sessions, :meth:`JournalCache.read_as`
+also reads the caller's login or session in the same script, so a hit costs
+one shared round trip for authentication and page together (the generation
+key is derived from the user that the login or session names).
+
 Redis is an optimisation, never a dependency. Each call has a short timeout;
 after a failure the cache is bypassed for ``retry`` seconds and reads go to
 PostgreSQL. An invalidation that cannot reach Redis is remembered, and until
