@@ -19,6 +19,11 @@ Concurrent reads share one script call (:class:`~exobrain.auth.Batcher`),
 each answered by a call that started after it was asked: as fresh as a read
 of its own, which the invalidation order above needs.
 
+On the Redis that holds logins and sessions, :meth:`JournalCache.read_as`
+also reads the caller's login or session in the same script, so a hit costs
+one shared round trip for authentication and page together (the generation
+key is derived from the user that the login or session names).
+
 Redis is an optimisation, never a dependency. Each call has a short timeout;
 after a failure the cache is bypassed for ``retry`` seconds and reads go to
 PostgreSQL. An invalidation that cannot reach Redis is remembered, and until
@@ -44,16 +49,20 @@ from typing import Literal
 import redis.asyncio as redis
 
 from exobrain.actors.journal import JournalChanged, Listener
-from exobrain.auth import Batcher
+from exobrain.auth import Batcher, Credential
 
 log = logging.getLogger(__name__)
 
+#: Loads a page from PostgreSQL; None: there is no such page.
+Load = Callable[[], Awaitable["Page | None"]]
 #: How a page was served, for the ``X-Cache`` header and the benchmark.
 Outcome = Literal["hit", "miss", "bypass"]
 #: A generation outlives every page stored under it only for hit rate, never for correctness.
 _GENERATION_TTL = 86_400
 _JITTER = 0.1
 
+#: Credentials whose user this process remembers, to offer its copies of their pages.
+_OWNERS = 4096
 #: Pages this process keeps in memory, so that a hit moves a token, not the page, from Redis.
 _LOCAL_BYTES = 64 * 1024 * 1024
 
@@ -77,8 +86,43 @@ for i, key in ipairs(KEYS) do
 end
 return read
 """
+# ARGV: the generation key prefix, a fresh token, the generation TTL, then six for each read:
+# the credential's key and field (see Credential), the user this process expects it to name,
+# the generation key's suffix, the page name, and the generation of this process's copy.
+# Returns for each read {} when the credential is not live, else {user, generation} when
+# that copy is current, else {user, generation, page or nil, page TTL in ms}.
+_READ_AS = """
+local read = {}
+for i = 4, #ARGV, 6 do
+    local user
+    if ARGV[i + 1] == '' then
+        user = redis.call('GET', ARGV[i])
+    else
+        user = redis.call('HGET', ARGV[i], ARGV[i + 1])
+    end
+    if not user then
+        read[#read + 1] = {}
+    else
+        local key = ARGV[1] .. user .. ARGV[i + 3]
+        local generation = redis.call('GET', key)
+        if not generation then
+            generation = ARGV[2]
+            redis.call('SET', key, generation, 'EX', ARGV[3])
+        end
+        if user == ARGV[i + 2] and generation == ARGV[i + 5] then
+            read[#read + 1] = {user, generation}
+        else
+            local page = key .. ':' .. generation .. ':' .. ARGV[i + 4]
+            read[#read + 1] = {user, generation, redis.call('GET', page), redis.call('PTTL', page)}
+        end
+    end
+end
+return read
+"""
 #: A page's generation key and name.
 _Slot = tuple[str, str]
+#: A read on behalf of a credential: its key and field, the user expected, the suffix, the name.
+_OwnedSlot = tuple[str, str, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +132,15 @@ class _Read:
 
     generation: bytes
     fetched: tuple[bytes | None, float] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A read on behalf of a credential: whose it is (None: not live), and the page if held."""
+
+    user_id: uuid.UUID | None
+    page: Page | None
+    generation: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +207,12 @@ class _LocalPages:
 
 
 class JournalCache:
-    """Pages of a user's journals (``reference``) or of their entry list (``reference=None``)."""
+    """Pages of a user's journals (``reference``) or of their entry list (``reference=None``).
+
+    With ``checks_credentials`` (the cache shares the Redis that holds logins and
+    sessions), :meth:`read_as` checks the caller's credential in the page's own
+    script: a hit costs one round trip, shared with the concurrent reads.
+    """
 
     def __init__(
         self,
@@ -165,6 +223,7 @@ class JournalCache:
         timeout: float,
         retry: float,
         enabled: bool = True,
+        checks_credentials: bool = False,
     ) -> None:
         self._client = client
         self._prefix = f"{prefix}journal:"
@@ -174,6 +233,11 @@ class JournalCache:
         self._enabled = enabled
         self._read = client.register_script(_READ)
         self._reads: Batcher[_Slot, _Read | None] = Batcher(self._read_round, default=None)
+        self._read_as = client.register_script(_READ_AS) if checks_credentials else None
+        self._owned_reads: Batcher[_OwnedSlot, Checked | None] = Batcher(
+            self._owned_round, default=None
+        )
+        self._owners: dict[str, str] = {}  # credential key → the user it named last
         self._filling: dict[str, asyncio.Future[Page | None]] = {}  # single-flight
         self._local = _LocalPages(_LOCAL_BYTES)
         self._dirty: set[str] = set()  # generations whose renewal has not reached Redis
@@ -184,7 +248,7 @@ class JournalCache:
         user_id: uuid.UUID,
         reference: str | None,
         name: str,
-        load: Callable[[], Awaitable[Page | None]],
+        load: Load,
     ) -> tuple[Page | None, Outcome]:
         """The page ``name`` from the cache, else from ``load`` (None is returned, not cached)."""
         if not self._enabled or not await self._drop_dirty():
@@ -205,6 +269,41 @@ class JournalCache:
             self._local.put(slot, generation, page, read.fetched[1])
             return page, "hit"
         return await self._fill(generation_key, name, generation, load), "miss"
+
+    async def read_as(
+        self, credential: Credential, reference: str | None, name: str
+    ) -> Checked | None:
+        """Whose ``credential`` is while it is live, and the page ``name`` of their journal
+        ``reference`` when the cache holds it, in one batched script call.
+
+        None when the cache cannot answer (off, on a Redis of its own, or failing):
+        authenticate and use :meth:`page` instead. A :class:`Checked` without a page
+        is a miss: load it with :meth:`fill`.
+        """
+        if self._read_as is None or not self._enabled or not await self._drop_dirty():
+            return None
+        claimed = credential.claimed
+        expected = str(claimed) if claimed is not None else self._owners.get(credential.key, "")
+        suffix = f":{reference or 'entries'}"
+        try:
+            checked = await self._owned_reads.get(
+                (credential.key, credential.field, expected, suffix, name)
+            )
+        except (redis.RedisError, OSError, TimeoutError) as exc:
+            self._failed("read", exc)
+            return None
+        assert checked is not None  # every slot asked is read
+        if claimed is not None and checked.user_id != claimed:
+            return Checked(None, None)  # a login names the token's user, or it is not this one
+        return checked
+
+    async def fill(
+        self, checked: Checked, reference: str | None, name: str, load: Load
+    ) -> Page | None:
+        """The page a :meth:`read_as` missed, loaded once and stored under its generation."""
+        assert checked.user_id is not None  # a refused credential loads nothing
+        generation_key = self._generation_key(checked.user_id, reference)
+        return await self._fill(generation_key, name, checked.generation, load)
 
     async def invalidate(self, journals: Iterable[tuple[uuid.UUID, str]]) -> None:
         """Drop the generations of the journals and their owners' entry lists (the next
@@ -238,12 +337,45 @@ class JournalCache:
             for slot, (generation, *fetched) in zip(slots, read, strict=True)
         }
 
+    async def _owned_round(self, slots: list[_OwnedSlot]) -> dict[_OwnedSlot, Checked]:
+        """One script call for the credential-checked reads asked since the last one started."""
+        assert self._read_as is not None  # only asked when there is a script
+        args: list[str | int | bytes] = [self._prefix, secrets.token_hex(8), _GENERATION_TTL]
+        for key, field, expected, suffix, name in slots:
+            held = self._local.generation(f"{self._prefix}{expected}{suffix}:{name}")
+            args += [key, field, expected, suffix, name, held]
+        async with asyncio.timeout(self._timeout):
+            read = await self._read_as(args=args)
+        return {slot: self._checked(slot, found) for slot, found in zip(slots, read, strict=True)}
+
+    def _checked(self, slot: _OwnedSlot, found: list[bytes | int | None]) -> Checked:
+        if not found:
+            return Checked(None, None)
+        key, _, _, suffix, name = slot
+        owner, generation, *fetched = found
+        assert isinstance(owner, bytes)
+        assert isinstance(generation, bytes)
+        user = owner.decode()
+        copy = f"{self._prefix}{user}{suffix}:{name}"
+        if len(self._owners) >= _OWNERS and key not in self._owners:
+            del self._owners[next(iter(self._owners))]  # the oldest
+        self._owners[key] = user
+        if not fetched:  # this process's copy, confirmed current
+            page = self._local.get(copy, generation)
+        elif isinstance(stored := fetched[0], bytes):
+            page = Page.unframed(stored)
+            assert isinstance(fetched[1], int)
+            self._local.put(copy, generation, page, fetched[1] / 1000)
+        else:
+            page = None
+        return Checked(uuid.UUID(user), page, generation)
+
     async def _fill(
         self,
         generation_key: str,
         name: str,
         generation: bytes,
-        load: Callable[[], Awaitable[Page | None]],
+        load: Load,
     ) -> Page | None:
         """Load and store a missing page once, however many readers want it meanwhile.
 
@@ -266,7 +398,7 @@ class JournalCache:
             done.exception()  # retrieved here: a failure reaches every waiter, never the log
 
     async def _load_and_store(
-        self, key: str, slot: str, generation: bytes, load: Callable[[], Awaitable[Page | None]]
+        self, key: str, slot: str, generation: bytes, load: Load
     ) -> Page | None:
         value = await load()
         if value is None:

@@ -2,9 +2,11 @@
 with device tokens."""
 
 from .batching import Batcher
+from .credentials import Credential
 from .devices import DeviceTokens
 from .passwords import hash_password, unmatchable_hash, verify_password
 from .principal import Principal
+from .recent import Recent
 from .refresh import RefreshGrant, RefreshTokens
 from .sessions import WebSessions
 from .throttle import Attempt, Limits, LoginThrottle, LoginThrottledError
@@ -16,6 +18,7 @@ __all__ = [
     "AccessTokens",
     "Attempt",
     "Batcher",
+    "Credential",
     "DeviceTokens",
     "InvalidTokenError",
     "Limits",
@@ -23,6 +26,7 @@ __all__ = [
     "LoginThrottledError",
     "PasswordVerifier",
     "Principal",
+    "Recent",
     "RefreshGrant",
     "RefreshTokens",
     "WebSessions",

@@ -21,6 +21,8 @@ import redis.asyncio as redis
 
 from ._store import digest, text
 from .batching import Batcher
+from .credentials import Credential
+from .tokens import AccessClaims
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,10 @@ class RefreshTokens:
 
     async def revoke_login(self, login_id: str) -> None:
         await self._redis.delete(self._logins + login_id)
+
+    def credential(self, claims: AccessClaims) -> Credential:
+        """The login of an access token, as a script checks it: its hash names its user."""
+        return Credential(self._logins + claims.login_id, "user", claims.user_id)
 
     def is_live(self, login_id: str) -> Awaitable[bool]:
         """Whether the login still exists; a future, so that awaiting it with others

@@ -14,6 +14,7 @@ import redis.asyncio as redis
 
 from ._store import digest, text
 from .batching import Batcher
+from .credentials import Credential
 
 
 class WebSessions:
@@ -32,6 +33,10 @@ class WebSessions:
     async def user_id(self, session_id: str) -> uuid.UUID | None:
         """The session's user, or None when it is unknown, expired or revoked."""
         return await self._users.get(session_id)
+
+    def credential(self, session_id: str) -> Credential:
+        """The session as a script checks it: its value is its user."""
+        return Credential(self._key(session_id), "", None)
 
     async def _users_of(self, session_ids: list[str]) -> dict[str, uuid.UUID]:
         values = await self._redis.mget([self._key(session_id) for session_id in session_ids])

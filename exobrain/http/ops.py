@@ -80,9 +80,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        metrics = request.app[METRICS]
-        metrics.http_requests.labels(request.method, route, str(status)).inc()
-        metrics.http_latency.labels(request.method, route).observe(time.perf_counter() - started)
+        request.app[METRICS].observe_request(
+            request.method, route, status, time.perf_counter() - started
+        )
 
 
 def _authorize(request: web.Request) -> None:

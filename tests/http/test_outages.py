@@ -30,7 +30,8 @@ from exobrain.http.resources import redis_client
 from exobrain.store import create_pool
 
 AiohttpClient = Callable[..., Any]
-JOURNAL = "/api/journal"
+#: A journal read that always needs PostgreSQL: a cached page may not, for up to a second.
+JOURNAL = "/api/journal/search?q=before"
 POSTGRES_DOWN = (503, "1", {"detail": "postgres unavailable"})
 
 

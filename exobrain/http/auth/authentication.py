@@ -7,6 +7,11 @@ a revoked session is refused at once, not when a token expires. Concurrent
 calls share those reads (one query, one Redis round trip), each answered by a
 read that started after the call: as fresh as a read of its own, at a fraction
 of the cost (:mod:`exobrain.auth.batching`).
+
+Routes whose own Redis script can check the login or session (cached journal
+pages) take :func:`credential_of` instead and look the user up in
+:data:`RECENT_USERS`: revocation is still seen at once, a deleted user within
+:data:`USER_ROW_SECONDS`.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from aiohttp.typedefs import Handler
 from exobrain.auth import (
     AccessTokens,
     Batcher,
+    Credential,
     DeviceTokens,
     InvalidTokenError,
     Limits,
     LoginThrottle,
     PasswordVerifier,
     Principal,
+    Recent,
     RefreshTokens,
     WebSessions,
     default_workers,
@@ -56,6 +63,11 @@ class Auth:
 AUTH = web.AppKey("auth", Auth)
 #: Users by primary key, batched: what every authenticated request reads.
 USERS: web.AppKey[Batcher[uuid.UUID, Principal | None]] = web.AppKey("users")
+#: How long a user's row read by :data:`RECENT_USERS` is reused: the bound on how long a user
+#: deleted from the database may still read their cached journal pages on an instance.
+USER_ROW_SECONDS = 1.0
+#: :data:`USERS`, each answer reused for :data:`USER_ROW_SECONDS`.
+RECENT_USERS: web.AppKey[Recent[uuid.UUID, Principal | None]] = web.AppKey("recent_users")
 
 
 async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -87,6 +99,7 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
         passwords=passwords,
     )
     app[USERS] = Batcher(functools.partial(find_users, app[PG_POOL]), default=None)
+    app[RECENT_USERS] = Recent(app[USERS], USER_ROW_SECONDS)
     yield
     passwords.close()
 
@@ -100,6 +113,20 @@ def bearer_token(request: web.Request) -> str | None:
     if scheme.lower() != "bearer":
         return None
     return token.strip() or None
+
+
+def credential_of(request: web.Request) -> Credential:
+    """The login or session the request presents, for a script to check; a 401
+    :class:`JsonError` when there is none or the token is bad (as :func:`authenticate`)."""
+    auth = request.app[AUTH]
+    if (token := bearer_token(request)) is not None:
+        try:
+            return auth.refresh_tokens.credential(auth.access_tokens.decode(token))
+        except InvalidTokenError:
+            raise unauthorized() from None
+    if session_id := request.cookies.get(request.app[SETTINGS].auth_cookie_name):
+        return auth.sessions.credential(session_id)
+    raise unauthorized()
 
 
 async def authenticate(request: web.Request) -> Principal:

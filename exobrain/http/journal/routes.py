@@ -11,6 +11,7 @@ is the caller's own: another user's journal is a 404, never their data.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -20,14 +21,20 @@ from typing import TypeVar
 from aiohttp import hdrs, web
 from typing_extensions import TypedDict
 
-from exobrain.auth import Principal
+from exobrain.auth import Credential, Principal
 from exobrain.http.actors import JOURNAL_LISTENERS
-from exobrain.http.auth.authentication import authenticated
+from exobrain.http.auth.authentication import (
+    RECENT_USERS,
+    authenticate,
+    authenticated,
+    credential_of,
+    unauthorized,
+)
 from exobrain.http.contract import INVALID, USER, Header, Reply, operation
 from exobrain.http.errors import JsonError
 from exobrain.http.resources import PG_POOL, REDIS, SETTINGS, redact, redis_client
 from exobrain.http.validation import parse_path, parse_query
-from exobrain.journal_cache import JournalCache, Page
+from exobrain.journal_cache import JournalCache, Outcome, Page
 from exobrain.store import journal
 from exobrain.store.journal import Entry, Message, SearchHit
 from exobrain.store.journal_search import search_entries
@@ -47,6 +54,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 JOURNAL_CACHE = web.AppKey("journal_cache", JournalCache)
+#: Loads a page of a user's journal (``reference``) or entry list (None) from PostgreSQL.
+PageOf = Callable[[uuid.UUID, str | None], Awaitable[Page | None]]
 NEXT_CURSOR = "X-Next-Cursor"
 
 routes = web.RouteTableDef()
@@ -100,6 +109,7 @@ async def journal_cache_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=timeout,
         retry=settings.journal_cache_retry_seconds,
         enabled=settings.journal_cache_enabled,
+        checks_credentials=own is None,  # logins and sessions are on the shared Redis
     )
     app[JOURNAL_CACHE] = cache
     app[JOURNAL_LISTENERS].append(cache.listener())
@@ -118,25 +128,25 @@ async def journal_cache_ctx(app: web.Application) -> AsyncIterator[None]:
     outage=True,
     responses={200: Reply("A page of entries.", list[Entry], headers=_PAGE_HEADERS)},
 )
-@authenticated
-async def entries(request: web.Request, principal: Principal) -> web.Response:
+async def entries(request: web.Request) -> web.Response:
     """The signed-in user's journal entries, newest reference first.
 
     A JSON array of `{id, reference, created_at, updated_at, last_message_at, message_count,
     status}`. `limit` 1-100 (20); `cursor` a reference: only older entries. `X-Next-Cursor`
     carries the cursor of the next page while there is one.
     """
+    credential = credential_of(request)
     query = parse_query(request, EntriesQuery)
     pool = request.app[PG_POOL]
 
-    async def load() -> Page:
+    async def load(user_id: uuid.UUID, _: str | None) -> Page:
         found = await journal.list_entries(
-            pool, principal.user_id, limit=query.limit + 1, before=query.cursor
+            pool, user_id, limit=query.limit + 1, before=query.cursor
         )
         return _page(found, query.limit, lambda entry: entry.reference)
 
     name = f"entries:{query.limit}:{query.cursor or ''}"
-    return _found(await _cached(request, principal.user_id, None, name, load))
+    return _found(await _cached_as(request, credential, None, name, load))
 
 
 @routes.get("/api/journal/search")
@@ -188,13 +198,12 @@ async def today(request: web.Request, principal: Principal) -> web.Response:
     outage=True,
     responses={200: MESSAGES, 404: NOT_FOUND},
 )
-@authenticated
-async def today_messages(request: web.Request, principal: Principal) -> web.Response:
+async def today_messages(request: web.Request) -> web.Response:
     """Today's messages, newest `sequence` first; 404 when today has no entry yet.
 
     As `/api/journal/{reference}/messages`.
     """
-    return _found(await _messages(request, principal.user_id, _today()))
+    return _found(await _messages(request, credential_of(request), _today()))
 
 
 @routes.get("/api/journal/{reference:.+}/messages")
@@ -205,8 +214,7 @@ async def today_messages(request: web.Request, principal: Principal) -> web.Resp
     outage=True,
     responses={200: MESSAGES, 404: NOT_FOUND},
 )
-@authenticated
-async def messages(request: web.Request, principal: Principal) -> web.Response:
+async def messages(request: web.Request) -> web.Response:
     """The messages of the journal `YYYY/MM/DD`, newest `sequence` first.
 
     A JSON array of `{id, role, content, sequence, created_at, metadata, tool_calls}`, tool
@@ -214,9 +222,9 @@ async def messages(request: web.Request, principal: Principal) -> web.Response:
     `limit` 1-500 (100); `cursor` a sequence: only messages below it. `X-Next-Cursor`
     carries the cursor of the next page while there is one. 404 for no such journal.
     """
-    return _found(
-        await _messages(request, principal.user_id, parse_path(request, ReferencePath).reference)
-    )
+    credential = credential_of(request)
+    reference = parse_path(request, ReferencePath).reference
+    return _found(await _messages(request, credential, reference))
 
 
 @routes.get("/api/journal/{reference:.+}/export")
@@ -270,51 +278,80 @@ async def export(request: web.Request, principal: Principal) -> web.Response:
     outage=True,
     responses={200: ENTRY, 404: NOT_FOUND, 422: INVALID},
 )
-@authenticated
-async def entry(request: web.Request, principal: Principal) -> web.Response:
+async def entry(request: web.Request) -> web.Response:
     """The journal entry `YYYY/MM/DD`, or 404."""
-    return _found(
-        await _entry(request, principal.user_id, parse_path(request, ReferencePath).reference)
-    )
+    credential = credential_of(request)
+    reference = parse_path(request, ReferencePath).reference
+    return _found(await _cached_as(request, credential, reference, "entry", _entry_of(request)))
 
 
-async def _entry(request: web.Request, user_id: uuid.UUID, reference: str) -> web.Response | None:
+def _entry_of(request: web.Request) -> PageOf:
     pool = request.app[PG_POOL]
 
-    async def load() -> Page | None:
+    async def load(user_id: uuid.UUID, reference: str | None) -> Page | None:
+        assert reference is not None  # an entry is a journal's
         found = await journal.find_entry(pool, user_id, reference)
         return None if found is None else Page(formats.dumps(found))
 
-    return await _cached(request, user_id, reference, "entry", load)
+    return load
+
+
+async def _entry(request: web.Request, user_id: uuid.UUID, reference: str) -> web.Response | None:
+    load = functools.partial(_entry_of(request), user_id, reference)
+    page, outcome = await request.app[JOURNAL_CACHE].page(user_id, reference, "entry", load)
+    return None if page is None else _served(page, outcome)
 
 
 async def _messages(
-    request: web.Request, user_id: uuid.UUID, reference: str
+    request: web.Request, credential: Credential, reference: str
 ) -> web.Response | None:
     query = parse_query(request, MessagesQuery)
     pool = request.app[PG_POOL]
 
-    async def load() -> Page | None:
+    async def load(user_id: uuid.UUID, reference: str | None) -> Page | None:
+        assert reference is not None  # messages are a journal's
         found = await journal.list_messages(
             pool, user_id, reference, limit=query.limit + 1, before=query.cursor
         )
         return None if found is None else _page(found, query.limit, lambda m: str(m.sequence))
 
     name = f"messages:{query.limit}:{query.cursor or ''}"
-    return await _cached(request, user_id, reference, name, load)
+    return await _cached_as(request, credential, reference, name, load)
 
 
-async def _cached(
+async def _cached_as(
     request: web.Request,
-    user_id: uuid.UUID,
+    credential: Credential,
     reference: str | None,
     name: str,
-    load: Callable[[], Awaitable[Page | None]],
+    load: PageOf,
 ) -> web.Response | None:
-    """A page from the cache or ``load``; None: missing."""
-    page, outcome = await request.app[JOURNAL_CACHE].page(user_id, reference, name, load)
-    if page is None:
-        return None
+    """The page for the owner of ``credential`` from the cache or ``load``; None: missing.
+
+    The cache checks the credential in the script that reads the page; when it
+    cannot, the request is authenticated as any other and then read through.
+    """
+    cache = request.app[JOURNAL_CACHE]
+    checked = await cache.read_as(credential, reference, name)
+    if checked is None:
+        principal = await authenticate(request)
+        page, outcome = await cache.page(
+            principal.user_id,
+            reference,
+            name,
+            functools.partial(load, principal.user_id, reference),
+        )
+        return None if page is None else _served(page, outcome)
+    user_id = checked.user_id
+    if user_id is None or await request.app[RECENT_USERS].get(user_id) is None:
+        raise unauthorized()
+    if checked.page is not None:
+        return _served(checked.page, "hit")
+    filled = await cache.fill(checked, reference, name, functools.partial(load, user_id, reference))
+    return None if filled is None else _served(filled, "miss")
+
+
+def _served(page: Page, outcome: Outcome) -> web.Response:
     response = _json(page.body)
     response.headers["X-Cache"] = outcome
     if page.cursor:
