@@ -652,7 +652,7 @@ async def test_shutdown_stores_the_running_turn_then_closes_sockets_with_1001(
         frames_until_close.append(message.json())
     await closing
     assert ws.close_code == 1001
-    assert frames_until_close[-1]["event"] == "done"
+    assert frames_until_close[-1]["event"] == "done", frames_until_close
     assert frames_until_close[-1]["stream_id"] == stream_id
     connection = await asyncpg.connect(database_url)
     try:

@@ -298,5 +298,5 @@ def replayed(events: Sequence[StreamEvent]) -> TurnState:
                 calls[data["tool_call_id"]].response = data["message"]
             case "error" if data.get("tool_call_id") in calls:
                 calls[data["tool_call_id"]].error = data["message"]
-    state.text = "".join(chunks)
+    state.pieces = chunks
     return state
