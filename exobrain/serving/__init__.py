@@ -6,14 +6,15 @@ connections over them (``SO_REUSEPORT``). :func:`supervise` is the parent's
 side, :func:`this_worker` and :func:`worker_index` the worker's.
 """
 
-from ._heap import HeapTrimmer, free_heap_bytes, trim_heap_after_bursts
+from ._heap import HeapTrimmer, can_trim_heap, resident_bytes, trim_heap_after_bursts
 from ._supervisor import supervise
 from ._worker import Worker, this_worker, usable_cores, worker_index
 
 __all__ = [
     "HeapTrimmer",
     "Worker",
-    "free_heap_bytes",
+    "can_trim_heap",
+    "resident_bytes",
     "supervise",
     "this_worker",
     "trim_heap_after_bursts",

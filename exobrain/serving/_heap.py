@@ -4,10 +4,13 @@ Objects over 512 bytes (answers, request bodies, buffers) live in glibc's heaps.
 When they are freed glibc keeps the pages, and gives back only a free top of
 the heap, which a burst of many users rarely leaves. After 50 users x 20 turns
 27 of the ~60 MiB the burst added were such free pages: ``malloc_trim(0)``
-releases every whole free page inside the heaps too. Every second the server
-asks glibc how much its heaps hold free (``mallinfo2``, a walk of the free
-lists) and trims, on a thread, once that has grown by :data:`THRESHOLD`; a
-quiet process costs only the look. Elsewhere (musl, macOS) it does nothing.
+releases every whole free page inside the heaps too. It walks every free chunk
+holding each arena's lock (tens of ms on a fragmented heap), and so does
+``mallinfo2``, which could tell how much is free: the trigger is instead the
+process's resident size (``/proc/self/statm``, a few µs), looked at every
+second, growing by :data:`THRESHOLD` since the last trim. What a burst leaves
+behind is then at most that much, and a process whose size holds steady is
+never trimmed. Elsewhere (musl, macOS) it does nothing.
 """
 
 from __future__ import annotations
@@ -15,31 +18,14 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import os
 import sys
 
 log = logging.getLogger(__name__)
 
-#: How often the heaps are looked at, and how much free memory is worth a trim.
+#: How often the size is looked at, and how much growth since the last trim is worth one.
 INTERVAL_SECONDS = 1.0
 THRESHOLD = 8 << 20
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -49,57 +35,57 @@ def _glibc() -> ctypes.CDLL | None:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return None
-    if not (hasattr(libc, "mallinfo2") and hasattr(libc, "malloc_trim")):  # glibc >= 2.33
+    if not hasattr(libc, "malloc_trim"):  # another C library under that name
         return None
-    libc.mallinfo2.restype = _MallInfo2
     libc.malloc_trim.argtypes = [ctypes.c_size_t]
     return libc
 
 
 _LIBC = _glibc()
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def free_heap_bytes() -> int | None:
-    """Bytes glibc's heaps hold free (all arenas); None without glibc."""
-    if _LIBC is None:
-        return None
-    info: _MallInfo2 = _LIBC.mallinfo2()
-    return int(info.fordblks)
+def can_trim_heap() -> bool:
+    """Whether this process's malloc is glibc's, which :class:`HeapTrimmer` can trim."""
+    return _LIBC is not None
+
+
+def resident_bytes() -> int:
+    """This process's resident set size."""
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * _PAGE
 
 
 class HeapTrimmer:
-    """Trims once :data:`THRESHOLD` more bytes are free than after the last trim.
-
-    A trim leaves glibc's count of free bytes as it was (the chunks stay free,
-    their pages go), so the count itself cannot say whether trimming again would
-    give anything back: the growth since the last trim (or since the lowest
-    count seen after it, as freed memory is reused) does.
-    """
+    """Trims once the process is :data:`THRESHOLD` larger than after the last trim (or than
+    the smallest it was since: memory given back by other means counts too)."""
 
     def __init__(self, threshold: int = THRESHOLD) -> None:
         self._threshold = threshold
-        self._baseline = 0
+        self._baseline = resident_bytes()
 
-    def __call__(self) -> bool:
-        """Trim if worth it; whether it did. Blocking (it takes each arena's lock in turn):
-        call it off the event loop."""
-        free = free_heap_bytes()
-        if _LIBC is None or free is None:
+    def due(self) -> bool:
+        """Whether the process grew enough for a trim; cheap, fit for the event loop."""
+        if _LIBC is None:
             return False
-        self._baseline = min(self._baseline, free)
-        if free - self._baseline <= self._threshold:
-            return False
-        _LIBC.malloc_trim(0)
-        self._baseline = free
-        return True
+        size = resident_bytes()
+        self._baseline = min(self._baseline, size)
+        return size - self._baseline > self._threshold
+
+    def __call__(self) -> None:
+        """Trim now. Blocking (it takes each arena's lock in turn): call it off the loop."""
+        if _LIBC is not None:
+            _LIBC.malloc_trim(0)
+        self._baseline = resident_bytes()
 
 
 async def trim_heap_after_bursts() -> None:
-    """Until cancelled: a :class:`HeapTrimmer` every :data:`INTERVAL_SECONDS`."""
+    """Until cancelled: look every :data:`INTERVAL_SECONDS`, trim on a thread when due."""
     if _LIBC is None:
         log.debug("not glibc: freed heap stays with the process")
         return
     trim = HeapTrimmer()
     while True:
         await asyncio.sleep(INTERVAL_SECONDS)
-        await asyncio.to_thread(trim)
+        if trim.due():
+            await asyncio.to_thread(trim)
