@@ -49,3 +49,37 @@ def test_a_burst_freed_is_given_back_once() -> None:
     assert seen["due"] is True  # ...so the process is 64 MiB larger than at start
     assert seen["returned"] > 56 << 20  # which the trim gives back
     assert seen["again"] is False  # and it is not due again until the process grows again
+
+
+#: 16 MiB freed, below the threshold: due only once the size has held still for a while.
+_SETTLING = """
+import json
+from exobrain.serving import HeapTrimmer, resident_bytes
+
+now = [0.0]
+trim = HeapTrimmer(threshold=1 << 30, clock=lambda: now[0])
+burst = [b"x" * 1024 + bytes([i % 256]) for i in range(16384)]
+survivor = burst.pop()
+del burst
+growing = trim.due()
+now[0] += 1.0
+soon = trim.due()
+now[0] += 1.0
+settled = trim.due()
+freed = resident_bytes()
+trim()
+print(json.dumps({
+    "growing": growing, "soon": soon, "settled": settled,
+    "returned": freed - resident_bytes(), "again": trim.due(),
+}))
+"""
+
+
+def test_a_smaller_burst_is_given_back_once_the_size_holds_still() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _SETTLING], capture_output=True, text=True, timeout=60, check=True
+    )
+    seen = json.loads(done.stdout)
+    assert (seen["growing"], seen["soon"], seen["settled"]) == (False, False, True)
+    assert seen["returned"] > 12 << 20
+    assert seen["again"] is False
