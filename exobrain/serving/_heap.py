@@ -73,7 +73,7 @@ class HeapTrimmer:
     ) -> None:
         self._threshold = threshold
         self._clock = clock
-        self._baseline = self._size = resident_bytes()
+        self._baseline = self._grown_to = resident_bytes()
         self._grew_at = clock()
 
     def due(self) -> bool:
@@ -81,9 +81,8 @@ class HeapTrimmer:
         if _LIBC is None:
             return False
         size, now = resident_bytes(), self._clock()
-        if size > self._size:
-            self._grew_at = now
-        self._size = size
+        if size > self._grown_to + SETTLE_GROWTH:  # still growing (a page now and then is not)
+            self._grew_at, self._grown_to = now, size
         self._baseline = min(self._baseline, size)  # given back by other means counts too
         grown = size - self._baseline
         settled = grown > SETTLE_GROWTH and now - self._grew_at >= SETTLE_SECONDS
@@ -93,7 +92,7 @@ class HeapTrimmer:
         """Trim now. Blocking (it takes each arena's lock in turn): call it off the loop."""
         if _LIBC is not None:
             _LIBC.malloc_trim(0)
-        self._baseline = self._size = resident_bytes()
+        self._baseline = self._grown_to = resident_bytes()
 
 
 async def trim_heap_after_bursts() -> None:
