@@ -21,7 +21,7 @@ from aiohttp import web
 
 from .config import ConfigurationError, Settings, configure_logging, load_settings
 from .embedded import EmbeddedServerError, embedded_stack
-from .serving import Worker, supervise, this_worker, usable_cores
+from .serving import Worker, supervise, this_worker, trim_heap_after_bursts, usable_cores
 from .store import migrate
 from .store.seed import SEED_PASSWORD, SEED_USERS, seed
 
@@ -221,9 +221,10 @@ async def _serve_http(settings: Settings, *, banner: str, worker: Worker | None 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
         faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every stack
+        trimming = asyncio.create_task(trim_heap_after_bursts())
         waits = [asyncio.create_task(stopping.wait()), asyncio.create_task(fatal.wait())]
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        for task in waits:
+        for task in [*waits, trimming]:
             task.cancel()
         log.info("shutting down%s", " after a fatal actor failure" if fatal.is_set() else "")
     finally:

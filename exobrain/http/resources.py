@@ -31,7 +31,7 @@ from exobrain.store import create_pool, migrate
 from .health import READINESS
 
 if TYPE_CHECKING:
-    from qdrant_client import AsyncQdrantClient
+    from exobrain.knowledge import LazyQdrant
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ SETTINGS = web.AppKey("settings", Settings)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", redis.Redis)
 NATS = web.AppKey("nats", NatsClient)
-QDRANT: web.AppKey[AsyncQdrantClient] = web.AppKey("qdrant")
+QDRANT: web.AppKey[LazyQdrant] = web.AppKey("qdrant")
 
 
 def redact(url: object) -> str:
@@ -188,15 +188,18 @@ async def qdrant_ctx(app: web.Application) -> AsyncIterator[None]:
     """Qdrant at ``EXOBRAIN_QDRANT_URL``, or qdrant-client's local mode in the state dir.
 
     Local mode admits one process per directory: of ``--workers N``, only
-    worker 0 opens it; the others run without Qdrant (and without its check).
-    Only a process with the knowledge base on runs this (and imports Qdrant's client).
+    worker 0 has it; the others run without Qdrant (and without its check).
+    Local mode is embedded, so nothing can be unready about it before its first
+    use: it is imported and opened then (~45 MB of memory spared until a user
+    searches). A server's client is opened now, for its readiness check.
     """
-    from exobrain.knowledge import qdrant_client  # noqa: PLC0415 - the feature's, when on
+    from exobrain.knowledge import LazyQdrant  # noqa: PLC0415 - the feature's, when on
 
     settings = app[SETTINGS]
     worker = worker_index()
+    qdrant = LazyQdrant(settings)
     if settings.exobrain_qdrant_url is not None:
-        client = qdrant_client(settings)
+        qdrant.client()
         log.info("Qdrant at %s", redact(settings.exobrain_qdrant_url))
     elif worker is not None and worker > 0:
         log.info(
@@ -207,17 +210,20 @@ async def qdrant_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     else:
-        client = qdrant_client(settings)
-        log.info("Qdrant in local mode (embedded) at %s", settings.exobrain_state_dir / "qdrant")
+        log.info(
+            "Qdrant in local mode (embedded) at %s, opened on first use",
+            settings.exobrain_state_dir / "qdrant",
+        )
 
     async def check() -> None:
-        await client.get_collections()
+        if qdrant.opened:
+            await qdrant.client().get_collections()
 
-    app[QDRANT] = client
+    app[QDRANT] = qdrant
     app[READINESS].add("qdrant", check)
     yield
     app[READINESS].remove("qdrant")
-    await client.close()
+    await qdrant.close()
 
 
 async def memgraph_ctx(app: web.Application) -> AsyncIterator[None]:

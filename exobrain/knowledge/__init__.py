@@ -11,16 +11,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._base import knowledge_base_off, passage_store, qdrant_client
+    from ._base import LazyQdrant, knowledge_base_off, passage_store
     from ._embeddings import Embedder, EmbeddingsUnavailable, LocalEmbedder, embedder_for
     from ._passages import Found, Passage, PassageStore
     from ._remote import RemoteEmbedder
     from ._update import update_handler
 
 _MODULES = {
+    "LazyQdrant": "._base",
     "knowledge_base_off": "._base",
     "passage_store": "._base",
-    "qdrant_client": "._base",
     "Embedder": "._embeddings",
     "EmbeddingsUnavailable": "._embeddings",
     "LocalEmbedder": "._embeddings",
@@ -45,6 +45,7 @@ __all__ = [
     "Embedder",
     "EmbeddingsUnavailable",
     "Found",
+    "LazyQdrant",
     "LocalEmbedder",
     "Passage",
     "PassageStore",
@@ -52,6 +53,5 @@ __all__ = [
     "embedder_for",
     "knowledge_base_off",
     "passage_store",
-    "qdrant_client",
     "update_handler",
 ]

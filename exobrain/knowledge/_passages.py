@@ -4,19 +4,24 @@ The point id is uuid5 of user, journal, sequence and part, so storing a
 message again (a job run twice) overwrites its point instead of adding one.
 Every search carries a filter on the user id that the caller cannot widen:
 a user's query only ever meets that user's passages.
+
+Qdrant's client (~45 MB when imported) is imported and opened on the first
+store or search, not with the store: a service whose users never search pays
+nothing for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
-
-from qdrant_client import AsyncQdrantClient, models
+from typing import TYPE_CHECKING, Any
 
 from ._embeddings import Embedder
+
+if TYPE_CHECKING:
+    from qdrant_client import AsyncQdrantClient
 
 #: point id = uuid5(this, "user/journal/sequence/part").
 PASSAGE_NAMESPACE = uuid.UUID("0b1e7c52-8f3d-5a61-b2c4-7d9e3f5a1c80")
@@ -46,17 +51,19 @@ class Found:
 
 
 class PassageStore:
-    """One deployment's collection (``KNOWLEDGE_COLLECTION``), created on first start."""
+    """One deployment's collection (``KNOWLEDGE_COLLECTION``), created on first use."""
 
     def __init__(
         self,
-        client: AsyncQdrantClient,
+        open_client: Callable[[], AsyncQdrantClient],
         collection: str,
         embedder: Embedder,
         *,
         index_user_ids: bool,
     ) -> None:
-        self._client = client
+        #: Called once, on a thread, at first use: local mode reads every point when it opens.
+        self._open_client = open_client
+        self._client: AsyncQdrantClient | None = None
         self._collection = collection
         self._embedder = embedder
         #: A Qdrant server filters faster with it; local mode has none (and warns).
@@ -64,33 +71,38 @@ class PassageStore:
         self._ready = False
         self._preparing = asyncio.Lock()
 
-    async def _ensure_collection(self) -> None:
-        """On first use (start-up stays fast): create the collection when absent.
-
-        Its vectors are sized by what the embedder answers.
-        """
+    async def _prepared(self) -> AsyncQdrantClient:
+        """On first use (start-up stays fast and light): open the client and create the
+        collection when absent."""
         async with self._preparing:
+            if self._client is None:
+                self._client = await asyncio.to_thread(self._open_client)
             if not self._ready:
-                await self._create_collection()
+                await self._create_collection(self._client)
                 self._ready = True
+        return self._client
 
-    async def _create_collection(self) -> None:
-        if await self._client.collection_exists(self._collection):
+    async def _create_collection(self, client: AsyncQdrantClient) -> None:
+        from qdrant_client import models  # noqa: PLC0415 - with the client, on first use
+
+        if await client.collection_exists(self._collection):
             return
         [probe] = await self._embedder.embed(["dimensions"])
-        await self._client.create_collection(
+        await client.create_collection(
             self._collection,
             vectors_config=models.VectorParams(size=len(probe), distance=models.Distance.COSINE),
         )
         if self._index_user_ids:
-            await self._client.create_payload_index(
+            await client.create_payload_index(
                 self._collection, "user_id", models.PayloadSchemaType.KEYWORD
             )
 
     async def store(self, passages: Sequence[Passage]) -> None:
-        await self._ensure_collection()
+        from qdrant_client import models  # noqa: PLC0415 - with the client, on first use
+
+        client = await self._prepared()
         vectors = await self._embedder.embed([passage.text for passage in passages])
-        await self._client.upsert(
+        await client.upsert(
             self._collection,
             points=[
                 models.PointStruct(id=passage.point_id, vector=vector, payload=asdict(passage))
@@ -100,9 +112,11 @@ class PassageStore:
         )
 
     async def search(self, user_id: str, query: str, limit: int) -> list[Found]:
-        await self._ensure_collection()
+        from qdrant_client import models  # noqa: PLC0415 - with the client, on first use
+
+        client = await self._prepared()
         [vector] = await self._embedder.embed([query])
-        answer = await self._client.query_points(
+        answer = await client.query_points(
             self._collection,
             query=vector,
             query_filter=models.Filter(

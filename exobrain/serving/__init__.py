@@ -6,7 +6,18 @@ connections over them (``SO_REUSEPORT``). :func:`supervise` is the parent's
 side, :func:`this_worker` and :func:`worker_index` the worker's.
 """
 
+from ._heap import HeapTrimmer, can_trim_heap, resident_bytes, trim_heap_after_bursts
 from ._supervisor import supervise
 from ._worker import Worker, this_worker, usable_cores, worker_index
 
-__all__ = ["Worker", "supervise", "this_worker", "usable_cores", "worker_index"]
+__all__ = [
+    "HeapTrimmer",
+    "Worker",
+    "can_trim_heap",
+    "resident_bytes",
+    "supervise",
+    "this_worker",
+    "trim_heap_after_bursts",
+    "usable_cores",
+    "worker_index",
+]

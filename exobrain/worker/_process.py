@@ -23,10 +23,11 @@ async def serve(settings: Settings) -> int:
     Without ``EXOBRAIN_QDRANT_URL`` this process holds Qdrant's local mode in the
     state dir: no service may then use that directory (run the worker in-process).
     """
-    from exobrain.knowledge import passage_store, qdrant_client  # noqa: PLC0415 - not on import
+    from exobrain.knowledge import LazyQdrant, passage_store  # noqa: PLC0415 - not on import
 
-    qdrant = qdrant_client(settings)
-    handlers = handlers_for(settings, passage_store(settings, qdrant))
+    qdrant = LazyQdrant(settings)
+    qdrant.client()  # now: a state dir another process holds stops the worker at start
+    handlers = handlers_for(settings, passage_store(settings, qdrant.client))
     await migrate(str(settings.assistant_db_dsn))
     pool = await create_pool(settings)
     client = await nats.connect(

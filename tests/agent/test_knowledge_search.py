@@ -20,7 +20,7 @@ ADA, BOB = uuid.uuid4(), uuid.uuid4()
 @pytest.fixture
 async def passages(tmp_path: Path) -> AsyncIterator[PassageStore]:
     client = AsyncQdrantClient(path=str(tmp_path / "qdrant"))
-    store = PassageStore(client, "passages", LocalEmbedder(), index_user_ids=False)
+    store = PassageStore(lambda: client, "passages", LocalEmbedder(), index_user_ids=False)
     await store.store(
         [
             Passage(

@@ -57,10 +57,19 @@ def test_chat_with_the_mock_agent_and_no_knowledge_base_imports_none_of_them(
     assert imported_when_serving(settings) == []
 
 
+def test_qdrants_local_mode_is_imported_on_first_use_not_at_start(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The knowledge base on, in local mode (tests/http/test_knowledge_base.py uses it)."""
+    settings = make_settings(main_agent_use_mock=True, knowledge_base_enabled=True)
+    assert imported_when_serving(settings) == []
+
+
 def test_each_client_comes_with_its_feature(make_settings: Callable[..., Settings]) -> None:
     features: dict[str, Any] = {
         "main_agent_use_mock": False,  # openai (nothing is asked of the provider at start)
-        "knowledge_base_enabled": True,  # Qdrant, local mode in the test's state dir...
+        "knowledge_base_enabled": True,  # Qdrant: a server's client, for its readiness...
+        "exobrain_qdrant_url": "http://127.0.0.1:9",
         "embeddings_base_url": "http://127.0.0.1:9/v1",  # ...with embeddings from an endpoint
         "exobrain_memgraph_url": "bolt://127.0.0.1:9",  # neo4j (connects on first use)
         "tavily_api_key": "tvly-test",  # tavily

@@ -46,7 +46,8 @@ def settings(
 
 async def stored(user: User) -> list[tuple[str, dict[str, Any]]]:
     """The user's points: id and payload, in journal order."""
-    points, _ = await user.client.app[QDRANT].scroll(
+    qdrant = user.client.app[QDRANT].client()  # opened: the worker stored the passages
+    points, _ = await qdrant.scroll(
         "passages",
         scroll_filter=models.Filter(
             must=[

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from qdrant_client import AsyncQdrantClient
 
-from exobrain.knowledge import LocalEmbedder, Passage, PassageStore
+from exobrain.config import Settings
+from exobrain.knowledge import LazyQdrant, LocalEmbedder, Passage, PassageStore, passage_store
 
 COLLECTION = "passages"
 
@@ -23,7 +24,7 @@ async def qdrant(tmp_path: Path) -> AsyncIterator[AsyncQdrantClient]:
 
 @pytest.fixture
 async def passages(qdrant: AsyncQdrantClient) -> AsyncIterator[PassageStore]:
-    store = PassageStore(qdrant, COLLECTION, LocalEmbedder(), index_user_ids=False)
+    store = PassageStore(lambda: qdrant, COLLECTION, LocalEmbedder(), index_user_ids=False)
     yield store
     await store.close()
 
@@ -59,3 +60,29 @@ async def test_a_search_finds_only_the_asking_users_passages(passages: PassageSt
     assert {f.passage.user_id for f in bob_found} == {bob}
     assert bob_found[0].passage.text == "I planted tomatoes and basil in the garden"
     assert await passages.search(str(uuid.uuid4()), "bank PIN", limit=10) == []
+
+
+async def test_local_mode_opens_at_the_first_search_and_finds_what_was_stored_before(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The service's Qdrant opens lazily: a store made at start reads nothing until a user
+    searches, and that first search answers from the points a previous run left."""
+    settings = make_settings(knowledge_collection=COLLECTION)
+    user = str(uuid.uuid4())
+    earlier = LazyQdrant(settings)
+    store = passage_store(settings, earlier.client)
+    assert store is not None
+    await store.store([passage(user, 1, "I planted tomatoes")])
+    await store.close()
+    await earlier.close()
+
+    qdrant = LazyQdrant(settings)
+    restarted = passage_store(settings, qdrant.client)
+    assert restarted is not None
+    opened = [qdrant.opened]
+    [found] = await restarted.search(user, "what did I plant?", limit=3)
+    opened.append(qdrant.opened)
+    assert found.passage.text == "I planted tomatoes"
+    assert opened == [False, True]
+    await restarted.close()
+    await qdrant.close()

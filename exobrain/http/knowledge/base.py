@@ -4,7 +4,7 @@ On unless ``KNOWLEDGE_BASE_ENABLED=false``, whenever the process has Qdrant (a
 server, or local mode in worker 0) and embeddings (``EMBEDDINGS_BASE_URL``, or
 the local model installed). The in-process job worker stores passages through
 it; the agent searches it. Off, neither Qdrant nor its client is opened or
-imported.
+imported; on, local mode is opened (and the client imported) at first use.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def setup_knowledge_base(app: web.Application) -> None:
 async def knowledge_base_ctx(app: web.Application) -> AsyncIterator[None]:
     from exobrain.knowledge import passage_store  # noqa: PLC0415 - the feature's, when on
 
-    passages = passage_store(app[SETTINGS], app[QDRANT]) if QDRANT in app else None
+    passages = passage_store(app[SETTINGS], app[QDRANT].client) if QDRANT in app else None
     if passages is None:
         yield
         return
