@@ -37,7 +37,7 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient, models
 
 from exobrain.config import Settings
-from exobrain.knowledge import Passage, passage_store, qdrant_client
+from exobrain.knowledge import LazyQdrant, Passage, passage_store
 
 from .knowledge import MESSAGES, Stack, dispatch_stack, journals
 from .registry import Options, benchmark
@@ -134,10 +134,11 @@ async def _backlog(stack: Stack, user_id: uuid.UUID) -> Summary:
 
 
 async def _recall(settings: Settings, user_id: str) -> Summary:
-    client = qdrant_client(settings)
-    store = passage_store(settings, client)
+    qdrant = LazyQdrant(settings)
+    store = passage_store(settings, qdrant.client)
     if store is None:
         raise RuntimeError("no embeddings: set EMBEDDINGS_BASE_URL or install the local model")
+    client = await asyncio.to_thread(qdrant.client)
     try:
         held = (await client.count(settings.knowledge_collection, exact=True)).count
         info = await client.get_collection(settings.knowledge_collection)
@@ -156,7 +157,7 @@ async def _recall(settings: Settings, user_id: str) -> Summary:
                 raise RuntimeError(f"recall found {len(found)} passages, not {RECALL_LIMIT}")
     finally:
         await store.close()
-        await client.close()
+        await qdrant.close()
     print(
         f"knowledge recall: {PASSAGES} passages of one user ({held} from the backlog, the rest "
         f"random; topped up in {fill_seconds:.0f} s), {RECALL_QUERIES} queries in sequence"
