@@ -629,6 +629,27 @@ async def test_a_socket_that_never_reads_is_closed_with_4008_and_cut_off(
         assert len(rows[1]["content"]) == len(long_reply.read_text().strip())
 
 
+async def test_a_backlog_its_peer_never_takes_closes_the_socket_though_nothing_more_is_sent(
+    start_cramped: StartMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pongs left unsent below the high-water mark, then silence: nothing more waits on a
+    full buffer, yet the socket does not stay open until the heartbeat gives up on it."""
+    caplog.set_level(logging.INFO, logger="exobrain.http.chat.socket")
+    client = await start_cramped(
+        chat_ws_write_timeout_seconds=0.5,
+        chat_ws_heartbeat_seconds=600,
+        chat_ws_max_frames_per_second=10_000,
+        chat_ws_frame_burst=100_000,
+    )
+    _, headers = await signed_in(client)
+    raw = await unread_socket(client, headers)
+    with raw:  # 48 KB of pongs: more than the kernel buffers hold, less than the high mark
+        await asyncio.get_running_loop().sock_sendall(raw, WEBSOCKET_PING * 12_000)
+        await until(lambda: not client.app[SOCKETS], "the server let go of the socket")
+        assert "fell behind: closing it with 4008" in caplog.text
+        await read_to_end(raw)
+
+
 async def test_shutdown_stores_the_running_turn_then_closes_sockets_with_1001(
     aiohttp_client: AiohttpClient,
     make_settings: Callable[..., Settings],

@@ -50,6 +50,7 @@ from exobrain.supervision import ActorUnavailable, tell
 
 from . import frames, streams
 from . import sessions as chat
+from .backlog import Backlog
 from .feeds import Feeds
 from .frames import ChatCancel, ChatSend, FrameError, Ping, StreamResume
 from .sessions import ChatRefused
@@ -150,6 +151,7 @@ class ChatSocket:
         self._recheck = settings.chat_ws_auth_recheck_seconds
         self._outbox_limit = settings.chat_ws_outbox_max_bytes
         self._write_timeout = settings.chat_ws_write_timeout_seconds
+        self._backlog = Backlog(self._write_timeout, self._fall_behind)
         self._budget = _FrameBudget(
             settings.chat_ws_max_frames_per_second, settings.chat_ws_frame_burst
         )
@@ -192,6 +194,7 @@ class ChatSocket:
         except Exception as exc:
             await self._fail(exc)
         finally:
+            self._backlog.stop()
             for task in [*self._relays, *([writer] if writer is not None else [])]:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -227,10 +230,13 @@ class ChatSocket:
         await self._app[FEEDS].detach(self.user_id, self._sink)
 
     async def _drop_slow(self) -> None:
+        await asyncio.shield(self._fall_behind())
+
+    def _fall_behind(self) -> asyncio.Task[None]:
         """The turns go on and are stored; the client resumes their streams on a new socket."""
         if self._closing is None:
             log.info("chat socket of %s fell behind: closing it with 4008", self.user_id)
-        await self._close(Close.TOO_SLOW, "too slow to keep up")
+        return self._start_closing(Close.TOO_SLOW, "too slow to keep up")
 
     async def _fail(self, exc: Exception) -> None:
         """An unexpected exception: logged, and a close frame (never an HTTP 500 written into
@@ -239,11 +245,14 @@ class ChatSocket:
         await self._close(Close.INTERNAL_ERROR, "internal error")
 
     async def _close(self, code: Close, reason: str) -> None:
+        await asyncio.shield(self._start_closing(code, reason))
+
+    def _start_closing(self, code: Close, reason: str) -> asyncio.Task[None]:
         """Close once, in a task of its own: cancelling the task that asked (the reader and
         the writer end each other) does not cut the close handshake short."""
         if self._closing is None:
             self._closing = asyncio.create_task(self._close_politely(code, reason))
-        await asyncio.shield(self._closing)
+        return self._closing
 
     async def _close_politely(self, code: Close, reason: str) -> None:
         """A peer that does not answer the close frame within the write timeout is cut off."""
@@ -262,13 +271,20 @@ class ChatSocket:
             asyncio.get_running_loop().call_later(self._write_timeout, _abort_if_unsent, transport)
 
     async def _send(self, text: str) -> None:
-        await self._room()
-        await self._ws.send_str(text)  # never waits: aiohttp's own flow control is off
+        await self._send_frame(text.encode(), WSMsgType.TEXT)
 
-    async def _room(self) -> None:
+    async def _send_frame(self, data: bytes, opcode: WSMsgType) -> None:
+        """Every frame of the socket, pongs too: flow-controlled, its backlog watched."""
+        transport = await self._room()
+        unsent = transport.get_write_buffer_size()
+        await self._ws.send_frame(data, opcode)  # never waits: aiohttp's own flow control is off
+        self._backlog.wrote(transport, unsent)
+
+    async def _room(self) -> asyncio.Transport:
         """Wait, if more than the connection's high-water mark waits unsent, until it went
         below the low one; a peer that does not take it down within the write timeout is too
-        slow, whether or not it keeps sending."""
+        slow, whether or not it keeps sending. (Less than that waits unsent for the peer to
+        take some of it within the write timeout: :class:`Backlog`.)"""
         transport = self._request.transport
         if transport is None:
             raise ConnectionResetError("the chat socket's connection is gone")
@@ -280,6 +296,7 @@ class ChatSocket:
                 if loop.time() >= deadline:
                     raise SubscriberTooSlow
                 await asyncio.sleep(_DRAIN_POLL)
+        return transport
 
     async def _read(self) -> None:
         async for message in self._ws:
@@ -289,8 +306,7 @@ class ChatSocket:
             if message.type is WSMsgType.TEXT:
                 await self._answer(message.data)
             elif message.type is WSMsgType.PING:  # answered here, to count and flow-control it
-                await self._room()
-                await self._ws.pong(message.data)
+                await self._send_frame(message.data, WSMsgType.PONG)
             elif message.type is WSMsgType.BINARY:
                 await self._send(frames.error("binary_not_supported", "frames are JSON text"))
 
