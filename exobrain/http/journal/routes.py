@@ -297,9 +297,7 @@ def _entry_of(request: web.Request) -> PageOf:
 
 
 async def _entry(request: web.Request, user_id: uuid.UUID, reference: str) -> web.Response | None:
-    load = functools.partial(_entry_of(request), user_id, reference)
-    page, outcome = await request.app[JOURNAL_CACHE].page(user_id, reference, "entry", load)
-    return None if page is None else _served(page, outcome)
+    return await _read_through(request, user_id, reference, "entry", _entry_of(request))
 
 
 async def _messages(
@@ -335,13 +333,7 @@ async def _cached_as(
     checked = await cache.read_as(credential, reference, name)
     if checked is None:
         principal = await authenticate(request)
-        page, outcome = await cache.page(
-            principal.user_id,
-            reference,
-            name,
-            functools.partial(load, principal.user_id, reference),
-        )
-        return None if page is None else _served(page, outcome)
+        return await _read_through(request, principal.user_id, reference, name, load)
     user_id = checked.user_id
     if user_id is None or await request.app[RECENT_USERS].get(user_id) is None:
         raise unauthorized()
@@ -349,6 +341,15 @@ async def _cached_as(
         return _served(checked.page, "hit")
     filled = await cache.fill(checked, reference, name, functools.partial(load, user_id, reference))
     return None if filled is None else _served(filled, "miss")
+
+
+async def _read_through(
+    request: web.Request, user_id: uuid.UUID, reference: str | None, name: str, load: PageOf
+) -> web.Response | None:
+    """The page of ``user_id`` (already authenticated) from the cache or ``load``."""
+    load_own = functools.partial(load, user_id, reference)
+    page, outcome = await request.app[JOURNAL_CACHE].page(user_id, reference, name, load_own)
+    return None if page is None else _served(page, outcome)
 
 
 def _served(page: Page, outcome: Outcome) -> web.Response:
